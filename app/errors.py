@@ -1,0 +1,106 @@
+"""One error type, mapped once to OpenAI's envelope (CONTRACT.md, "Errors").
+
+Endpoints raise :class:`APIError`; the ingress turns it into
+``{"error": {"message", "type", "param", "code"}}`` with the status from the contract's table.
+Anything else is a bug: a generic 500 that carries the request id, never internals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+# The contract's table: status -> error type.
+ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    503: "overloaded_error",
+}
+
+
+class APIError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = ERROR_TYPES.get(status, "invalid_request_error")
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(400, message, param=param, code=code)
+
+
+def model_not_found(model: str) -> APIError:
+    return APIError(
+        404, f"The model '{model}' does not exist.", param="model", code="model_not_found"
+    )
+
+
+def server_error(request_id: str) -> APIError:
+    return APIError(
+        500,
+        f"The server had an error while processing your request (request id {request_id}).",
+    )
+
+
+def _param_path(loc: tuple[int | str, ...]) -> str:
+    """``("messages", 0, "content")`` -> ``messages[0].content`` (OpenAI's spelling)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _meaningful_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    # pydantic puts union-member and validator names (e.g. "function-after[...]",
+    # "SystemMessage", "str") in the location; a client cares about its own field names.
+    return tuple(p for p in loc if isinstance(p, int) or (p[:1].islower() and "[" not in p))
+
+
+def from_validation_error(exc: ValidationError) -> APIError:
+    """The first problem pydantic found, as a 400 that names the field."""
+    errors = exc.errors(include_url=False)
+    # Prefer an unknown field: it is the most likely mistake and the contract names it first.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc = _meaningful_loc(tuple(first["loc"]))
+    param = _param_path(loc) or None
+    if first["type"] == "extra_forbidden":
+        message = f"Unrecognized request argument supplied: {param}"
+    elif first["type"] == "missing":
+        message = f"Missing required parameter: '{param}'."
+    else:
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        message = f"Invalid value for '{param}': {msg}." if param else f"{msg}."
+    return bad_request(message, param=param)

@@ -1,0 +1,249 @@
+"""The wire protocol: every request and response model of the public API, in one place.
+
+Bounds live on the fields, so a bad value is refused before any engine work
+(DESIGN.md, example 1). Requests forbid unknown fields: CONTRACT.md says a field that is not
+supported is a 400 naming it, never silently dropped. Fields marked "extension" are beyond the
+seeds' API (CONTRACT.md lists them).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Documented limits (CONTRACT.md and OpenAI's own bounds).
+MAX_STOP_SEQUENCES = 4
+MAX_N = 16
+MAX_TOP_LOGPROBS = 20
+MAX_EMBEDDING_INPUTS = 2048
+TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- chat messages -------------------------------------------------------------------------
+
+
+class TextPart(Strict):
+    type: Literal["text"]
+    text: str
+
+
+Content = str | Annotated[list[TextPart], Field(min_length=1)]
+
+
+class FunctionCall(Strict):
+    name: str
+    arguments: str
+
+
+class ToolCall(Strict):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class SystemMessage(Strict):
+    role: Literal["system", "developer"]
+    content: Content
+    name: str | None = None
+
+
+class UserMessage(Strict):
+    role: Literal["user"]
+    content: Content
+    name: str | None = None
+
+
+class AssistantMessage(Strict):
+    role: Literal["assistant"]
+    content: Content | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    refusal: str | None = None
+
+    @model_validator(mode="after")
+    def _has_content_or_calls(self) -> AssistantMessage:
+        if self.content is None and not self.tool_calls:
+            raise ValueError("an assistant message needs 'content' or 'tool_calls'")
+        return self
+
+
+class ToolMessage(Strict):
+    role: Literal["tool"]
+    content: Content
+    tool_call_id: str
+
+
+Message = Annotated[
+    SystemMessage | UserMessage | AssistantMessage | ToolMessage, Field(discriminator="role")
+]
+
+
+# --- tools and output formats --------------------------------------------------------------
+
+
+class FunctionDefinition(Strict):
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(Strict):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(Strict):
+    name: str
+
+
+class NamedToolChoice(Strict):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JSONSchemaFormat(Strict):
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+    description: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+
+class TextFormat(Strict):
+    type: Literal["text"]
+
+
+class JSONObjectFormat(Strict):
+    type: Literal["json_object"]
+
+
+class JSONSchemaResponseFormat(Strict):
+    type: Literal["json_schema"]
+    json_schema: JSONSchemaFormat
+
+
+ResponseFormat = Annotated[
+    TextFormat | JSONObjectFormat | JSONSchemaResponseFormat, Field(discriminator="type")
+]
+
+
+class StreamOptions(Strict):
+    include_usage: bool = False
+
+
+# --- requests ------------------------------------------------------------------------------
+
+
+class ChatCompletionRequest(Strict):
+    model: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    # CONTRACT.md defaults: temperature 0.7, top_p 1 when the caller omits them.
+    temperature: float = Field(0.7, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)  # extension
+    response_format: ResponseFormat | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)  # extension
+    stop: str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    n: int = Field(1, ge=1, le=MAX_N)  # extension
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None  # extension
+    user: str | None = None  # extension: kept on the usage record
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChatCompletionRequest:
+        if self.top_logprobs is not None and self.top_logprobs > 0 and not self.logprobs:
+            raise ValueError("'top_logprobs' requires 'logprobs' to be true")
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("'stream_options' is only allowed when 'stream' is true")
+        if self.stop is not None and any(s == "" for s in _as_list(self.stop)):
+            raise ValueError("'stop' sequences must not be empty")
+        if self.logit_bias is not None:
+            for token in self.logit_bias:
+                if not token.isdigit():
+                    raise ValueError(f"'logit_bias' keys must be token ids, got {token!r}")
+        if isinstance(self.tool_choice, NamedToolChoice):
+            names = {t.function.name for t in self.tools or []}
+            if self.tool_choice.function.name not in names:
+                raise ValueError(
+                    f"'tool_choice' names function {self.tool_choice.function.name!r}, "
+                    "which is not in 'tools'"
+                )
+        if self.tool_choice in ("auto", "required") and not self.tools:
+            raise ValueError(f"'tool_choice' {self.tool_choice!r} requires 'tools'")
+        return self
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+class EmbeddingRequest(Strict):
+    model: str = Field(min_length=1)
+    input: str | Annotated[list[str], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
+    encoding_format: Literal["float", "base64"] = "float"  # extension
+    dimensions: int | None = Field(None, ge=1)  # extension
+    user: str | None = None
+
+    @model_validator(mode="after")
+    def _no_empty_strings(self) -> EmbeddingRequest:
+        if any(text == "" for text in self.texts):
+            raise ValueError("an input must not be an empty string")
+        return self
+
+    @property
+    def texts(self) -> list[str]:
+        return _as_list(self.input)
+
+
+# --- responses -----------------------------------------------------------------------------
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int = 0
+    total_tokens: int
+
+
+class EmbeddingData(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingData]
+    model: str
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    task: Literal["chat", "embedding"]  # extension
+    context_length: int  # extension
+    dimensions: int | None = None  # extension: embeddings only
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
