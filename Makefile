@@ -28,7 +28,7 @@ models: setup
 	$(PY) -m deployments.builtin_models
 
 serve: models
-	$(PY) -m app.serve config/laptop.yaml
+	$(VENV)/bin/serve run config/laptop.yaml
 
 lint: setup
 	$(VENV)/bin/ruff check app deployments tests

@@ -79,11 +79,15 @@ def _convert_gguf_chat_model(gguf: Path, out: Path) -> None:
 
     _progress(f"reading {gguf.name} (dequantising GGUF weights)")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # float32 is transformers' fast path for reading GGUF; the copy below casts to bf16.
     loaded = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
     )
     _progress("copying weights into a fresh model and saving it as safetensors (bf16)")
     config = loaded.config
+    # The saved folder holds plain dequantised weights: it must not claim to be GGUF.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
     config.dtype = torch.bfloat16
     fresh = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     missing, unexpected = fresh.load_state_dict(loaded.state_dict(), strict=False)

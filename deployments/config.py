@@ -55,9 +55,9 @@ class ChatEngine(Strict):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         "auto", description="Weight/activation dtype; auto follows the checkpoint."
     )
-    kv_cache_gib: float = Field(
-        1.0,
-        gt=0,
+    kv_cache_gib: int = Field(
+        1,
+        ge=1,
         description="KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE); sized explicitly so two "
         "engines fit on one machine.",
     )
@@ -125,8 +125,8 @@ class IngressSpec(Strict):
     deployment: Resources = Field(
         default_factory=lambda: Resources(num_cpus=0.25, max_ongoing_requests=256)
     )
-    request_timeout_s: float = Field(
-        600.0, gt=0, description="Deadline for one request, streams included."
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest request body accepted; larger is a 413."
     )
 
 

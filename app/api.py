@@ -1,0 +1,235 @@
+"""The public HTTP API: routes, body parsing, the error envelope and SSE framing.
+
+Middleware order, outermost first, and why:
+1. :class:`RequestContext`: mints or echoes ``x-request-id`` and turns any unexpected
+   exception into the generic 500 envelope, so every response, a 500 included, carries the id.
+2. starlette's exception middleware: maps :class:`APIError` and routing errors (404, 405) to
+   the envelope, once, at the edge (DESIGN.md, 3).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.backend import ModelBackend, StreamItem
+from app.errors import APIError, bad_request, from_validation_error, server_error
+from app.protocol import ChatCompletionRequest, EmbeddingRequest, ModelList
+
+logger = logging.getLogger("inference.api")
+
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def error_response(exc: APIError, request_id: str | None = None) -> JSONResponse:
+    headers = dict(exc.headers)
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+class RequestContext:
+    """Pure ASGI middleware: request id on every response, generic 500 for bugs.
+
+    Behind Serve's proxy the id is already in the request headers and the proxy puts it on
+    the response, so ``add_header`` is off there; standalone it is on.
+    """
+
+    def __init__(self, app: ASGIApp, add_header: bool = True) -> None:
+        self.app = app
+        self.add_header = add_header
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or f"req_{uuid.uuid4().hex}"
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if not self.add_header:
+                    await send(message)
+                    return
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception("request %s failed", request_id)
+            if started:
+                raise
+            await error_response(server_error(request_id), request_id)(scope, receive, send)
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == REQUEST_ID_HEADER.encode():
+            text = value.decode("latin-1").strip()
+            # Echo only ids that are safe to put back in a header and a log line.
+            if 0 < len(text) <= 128 and all(c.isalnum() or c in "-_.:" for c in text):
+                return text
+    return None
+
+
+async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The request body as a JSON object, read with a size limit whatever the headers say."""
+    content_type = request.headers.get("content-type", "application/json")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise APIError(415, f"Content-Type must be application/json, got '{content_type}'.")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise bad_request("The request body is empty; expected a JSON object.")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad_request(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(data, dict):
+        raise bad_request("The request body must be a JSON object.")
+    return data
+
+
+def _too_large(max_bytes: int) -> APIError:
+    return APIError(413, f"The request body is larger than the limit of {max_bytes} bytes.")
+
+
+def _validated(
+    model: type[ChatCompletionRequest | EmbeddingRequest], data: dict[str, Any]
+) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+
+
+def _reply(reply: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(reply["body"], status_code=reply["status"])
+
+
+async def _require_task(models: ModelBackend, model: str, task: str, route: str) -> None:
+    actual = await models.task_of(model)
+    if actual != task:
+        raise bad_request(
+            f"'{model}' is an {actual} model; it cannot be used with {route}.",
+            param="model",
+            code="model_not_supported",
+        )
+
+
+def engine_body(req: ChatCompletionRequest) -> dict[str, Any]:
+    """The validated request as the chat deployment takes it (defaults made explicit)."""
+    return req.model_dump(exclude_none=True, by_alias=True, exclude={"stream_options"})
+
+
+def build_api(
+    models: ModelBackend,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    add_request_id_header: bool = True,
+) -> Starlette:
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def list_models(request: Request) -> Response:
+        return JSONResponse(ModelList(data=await models.cards()).model_dump(exclude_none=True))
+
+    async def get_model(request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        await models.task_of(model_id)  # 404 for an unknown id
+        card = next(c for c in await models.cards() if c.id == model_id)
+        return JSONResponse(card.model_dump(exclude_none=True))
+
+    async def chat_completions(request: Request) -> Response:
+        req: ChatCompletionRequest = _validated(
+            ChatCompletionRequest, await read_json(request, max_body_bytes)
+        )
+        await _require_task(models, req.model, "chat", "/v1/chat/completions")
+        body = engine_body(req)
+        if not req.stream:
+            return _reply(await models.chat(req.model, body))
+        stream = models.chat_stream(req.model, body, req.include_usage)
+        first = await anext(stream)
+        if isinstance(first, dict):
+            return _reply(first)
+        return StreamingResponse(
+            _sse(first, stream, request.state.request_id), media_type="text/event-stream"
+        )
+
+    async def embeddings(request: Request) -> Response:
+        req: EmbeddingRequest = _validated(
+            EmbeddingRequest, await read_json(request, max_body_bytes)
+        )
+        await _require_task(models, req.model, "embedding", "/v1/embeddings")
+        return _reply(await models.embed(req.model, req.model_dump(exclude_none=True)))
+
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, APIError)
+        return error_response(exc)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            err = APIError(404, f"Unknown route: {request.method} {request.url.path}.")
+        elif exc.status_code == 405:
+            err = APIError(405, f"Method {request.method} is not allowed on {request.url.path}.")
+        else:
+            err = APIError(exc.status_code, str(exc.detail))
+        return error_response(err)
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={APIError: on_api_error, HTTPException: on_http_error},
+    )
+    app.add_middleware(RequestContext, add_header=add_request_id_header)
+    return app
+
+
+async def _sse(first: str, rest: AsyncIterator[StreamItem], request_id: str) -> AsyncIterator[str]:
+    """SSE frames as the engine made them; a failure after the first byte becomes an error
+    event followed by ``[DONE]`` (CONTRACT.md, "Streaming and usage")."""
+    yield first
+    try:
+        async for item in rest:
+            if isinstance(item, dict):  # only the first item can be a reply
+                raise TypeError("a reply arrived in the middle of a stream")
+            yield item
+    except Exception:
+        logger.exception("stream %s failed after it started", request_id)
+        err = server_error(request_id)
+        yield f"data: {json.dumps(err.body())}\n\n"
+        yield "data: [DONE]\n\n"

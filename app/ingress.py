@@ -1,0 +1,28 @@
+"""The ingress Serve deployment: the starlette API in front of the model deployments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from starlette.applications import Starlette
+
+from app.api import DEFAULT_MAX_BODY_BYTES, build_api
+from app.backend import ServeModels
+
+
+@serve.deployment
+@serve.ingress()
+class Ingress:
+    def __init__(
+        self, models: dict[str, tuple[str, Any]], max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    ) -> None:
+        # models: public model id -> (task, handle of the deployment that serves it)
+        self.models = ServeModels(models)
+        self.max_body_bytes = max_body_bytes
+
+    def __serve_build_asgi_app__(self) -> Starlette:
+        # Serve's proxy mints or echoes x-request-id and sets it on every response.
+        return build_api(
+            self.models, max_body_bytes=self.max_body_bytes, add_request_id_header=False
+        )

@@ -1,0 +1,91 @@
+"""Chat model deployment: one per chat model in the config, a vLLM engine per replica.
+
+It owns everything about the model (loading, batching, generating, counting tokens) and
+nothing about callers (DESIGN.md). Replies cross the Serve handle as plain data:
+``{"status": int, "body": dict}`` for a whole reply or an error, and SSE frames (``str``)
+for a stream, whose first item may instead be such an error dict.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray import serve
+
+from deployments.builtin_models import resolve
+from deployments.config import ModelSpec
+from deployments.vllm_engine import EngineFailure, VLLMChatEngine
+
+# vLLM's trailing usage chunk (``"choices":[]``) is OpenAI's include_usage chunk. JSON text
+# inside a string escapes its quotes, so this substring only matches that chunk.
+_TRAILING_USAGE_MARK = '"choices":[]'
+
+
+def failure_reply(failure: EngineFailure) -> dict[str, Any]:
+    return {
+        "status": failure.status,
+        "body": {
+            "error": {
+                "message": failure.message,
+                "type": "invalid_request_error",
+                "param": failure.param,
+                "code": failure.code,
+            }
+        },
+    }
+
+
+@serve.deployment
+class ChatDeployment:
+    # Serve awaits an async constructor; the engine starts inside it.
+    async def __init__(self, spec: dict[str, Any]) -> None:  # type: ignore[misc]
+        self.spec = ModelSpec.model_validate(spec)
+        assert self.spec.chat is not None
+        self.engine = VLLMChatEngine(resolve(self.spec.source), self.spec.id, self.spec.chat)
+        await self.engine.start()
+        self.created = int(time.time())
+
+    async def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.spec.id,
+            "created": self.created,
+            "owned_by": self.spec.owned_by,
+            "task": "chat",
+            "context_length": self.engine.context_length,
+        }
+
+    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        result = await self.engine.chat(body)
+        if isinstance(result, EngineFailure):
+            return failure_reply(result)
+        if not isinstance(result, dict):
+            raise TypeError("a non-streaming request produced a stream")
+        return {"status": 200, "body": result}
+
+    async def chat_stream(
+        self, body: dict[str, Any], include_usage: bool
+    ) -> AsyncIterator[str | dict[str, Any]]:
+        # Every chunk carries cumulative usage (CONTRACT.md, "Streaming and usage"): vLLM's
+        # continuous usage stats, which it only computes together with include_usage.
+        body = {**body, "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
+        result = await self.engine.chat(body)
+        if isinstance(result, EngineFailure):
+            yield failure_reply(result)
+            return
+        if isinstance(result, dict):
+            raise TypeError("a streaming request produced a whole reply")
+        async for frame in result:
+            if not include_usage and _TRAILING_USAGE_MARK in frame:
+                continue
+            yield frame
+
+    async def running_requests(self) -> int:
+        return await self.engine.running_requests()
+
+    async def check_health(self) -> None:
+        await self.engine.check_health()
+
+    async def __del__(self) -> None:
+        await self.engine.stop()

@@ -1,0 +1,130 @@
+"""Embedding model deployment: sentence-transformers with Serve's dynamic batching.
+
+Each input text is one item of a Serve batch, so texts from concurrent requests are encoded
+together (CONTRACT.md, "Embeddings"). Over-long inputs are refused, never silently truncated,
+unless the model's config allows truncation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from deployments.builtin_models import resolve
+from deployments.config import ModelSpec
+
+
+def error_reply(message: str, param: str) -> dict[str, Any]:
+    return {
+        "status": 400,
+        "body": {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": param,
+                "code": None,
+            }
+        },
+    }
+
+
+def shorten(vector: np.ndarray, dimensions: int | None) -> np.ndarray:
+    """Keep the first ``dimensions`` components and renormalise (OpenAI's ``dimensions``)."""
+    if dimensions is None or dimensions == vector.shape[-1]:
+        return vector
+    head = vector[:dimensions]
+    norm = float(np.linalg.norm(head))
+    return head / norm if norm > 0 else head
+
+
+def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return [float(x) for x in vector.astype(np.float32)]
+
+
+@serve.deployment
+class EmbeddingDeployment:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.spec = ModelSpec.model_validate(spec)
+        assert self.spec.embedding is not None
+        settings = self.spec.embedding
+        self.model = SentenceTransformer(resolve(self.spec.source), device=settings.device)
+        self.tokenizer = self.model.tokenizer
+        self.max_tokens: int = self.model.max_seq_length or self.tokenizer.model_max_length
+        self.dimensions: int = self.model.get_embedding_dimension() or 0
+        self.truncate = settings.truncate
+        self.created = int(time.time())
+        # serve.batch's wrapper carries these setters; its type hints do not.
+        self._encode_one.set_max_batch_size(settings.max_batch_size)  # type: ignore[attr-defined]
+        self._encode_one.set_batch_wait_timeout_s(  # type: ignore[attr-defined]
+            settings.batch_wait_timeout_s
+        )
+
+    async def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.spec.id,
+            "created": self.created,
+            "owned_by": self.spec.owned_by,
+            "task": "embedding",
+            "context_length": self.max_tokens,
+            "dimensions": self.dimensions,
+        }
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def _encode_one(self, texts: list[str]) -> list[np.ndarray]:
+        # encode() holds the CPU; a thread keeps the replica answering health checks.
+        vectors = await asyncio.to_thread(
+            self.model.encode, texts, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return list(vectors)
+
+    def _token_counts(self, texts: list[str]) -> list[int]:
+        encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
+        texts: list[str] = [body["input"]] if isinstance(body["input"], str) else body["input"]
+        dimensions = body.get("dimensions")
+        if dimensions is not None and dimensions > self.dimensions:
+            return error_reply(
+                f"'dimensions' must be at most {self.dimensions} for {self.spec.id}, "
+                f"got {dimensions}.",
+                "dimensions",
+            )
+        counts = self._token_counts(texts)
+        if not self.truncate:
+            for index, count in enumerate(counts):
+                if count > self.max_tokens:
+                    where = "input" if isinstance(body["input"], str) else f"input[{index}]"
+                    return error_reply(
+                        f"{where} is {count} tokens long; {self.spec.id} takes at most "
+                        f"{self.max_tokens} tokens per input.",
+                        "input",
+                    )
+        vectors = await asyncio.gather(*(self._encode_one(text) for text in texts))
+        encoding = body.get("encoding_format") or "float"
+        prompt_tokens = sum(min(c, self.max_tokens) for c in counts)
+        return {
+            "status": 200,
+            "body": {
+                "object": "list",
+                "data": [
+                    {
+                        "object": "embedding",
+                        "index": i,
+                        "embedding": encode_vector(shorten(v, dimensions), encoding),
+                    }
+                    for i, v in enumerate(vectors)
+                ],
+                "model": self.spec.id,
+                "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+            },
+        }

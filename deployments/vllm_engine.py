@@ -1,0 +1,149 @@
+"""The one seam to vLLM: every touch of its internals lives in this module (DESIGN.md, 4).
+
+vLLM's own OpenAI serving layer does the chat templating, tool-call parsing, constrained
+decoding and logprobs; we build it in-process the way vLLM's API server does
+(``make_arg_parser`` -> ``build_async_engine_client`` -> ``init_app_state``) and call
+``OpenAIServingChat.create_chat_completion(request, None)``. Pinned: vllm(-cpu) 0.32.0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from deployments.config import ChatEngine
+
+# vLLM's error types are HTTP-status names; the contract's envelope wants its own table.
+_CONTEXT_MARKERS = ("maximum context length", "context length", "max_model_len")
+
+
+@dataclass
+class EngineFailure:
+    """An error vLLM's serving layer returned instead of a completion."""
+
+    status: int
+    message: str
+    param: str | None
+    code: str | None
+
+
+def engine_cli_args(model_path: str, served_name: str, settings: ChatEngine) -> list[str]:
+    """The vLLM CLI flags for one chat model: the same flags ``vllm serve`` would take."""
+    args = [
+        "--model", model_path,
+        "--served-model-name", served_name,
+        "--max-model-len", str(settings.max_model_len),
+        "--dtype", settings.dtype,
+        "--tensor-parallel-size", str(settings.tensor_parallel_size),
+        "--max-num-seqs", str(settings.max_num_seqs),
+        "--gpu-memory-utilization", str(settings.gpu_memory_utilization),
+        # CONTRACT.md's defaults (temperature 0.7, top_p 1) are ours, not the checkpoint's
+        # generation_config; the ingress always sends them explicitly.
+        "--generation-config", "vllm",
+        # Structured output for tool_choice required/named and json_schema: no free
+        # whitespace, so a small model cannot spend its token budget on blanks.
+        "--structured-outputs-config",
+        '{"backend": "xgrammar", "disable_any_whitespace": true}',
+        "--disable-log-stats",
+    ]
+    if settings.enforce_eager:
+        args.append("--enforce-eager")
+    if settings.tool_call_parser:
+        args += ["--tool-call-parser", settings.tool_call_parser, "--enable-auto-tool-choice"]
+    if settings.chat_template:
+        args += ["--chat-template", settings.chat_template]
+    return args + list(settings.extra_args)
+
+
+class VLLMChatEngine:
+    """A vLLM engine plus its OpenAI chat serving object, in this process."""
+
+    def __init__(self, model_path: str, served_name: str, settings: ChatEngine) -> None:
+        self.model_path = model_path
+        self.served_name = served_name
+        self.settings = settings
+        self._stack = contextlib.AsyncExitStack()
+        self._engine: Any = None
+        self._chat: Any = None
+
+    async def start(self) -> None:
+        # Sized explicitly so every replica on a machine gets its own KV cache instead of a
+        # share of the NUMA node's RAM (vLLM's CPU default), which a second engine would lack.
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.settings.kv_cache_gib)
+        # tool_choice required / named: with strict tool calling on, the hermes parser wraps
+        # the call in a structural tag and SmolLM2-class models run out of tokens inside the
+        # arguments; off, vLLM constrains the output to the JSON schema of the call itself
+        # (the same path as response_format json_schema), which is compact and always valid.
+        # Read when vLLM's tool parsers are imported, so it is set before the imports below.
+        os.environ["VLLM_ENFORCE_STRICT_TOOL_CALLING"] = "0"
+        from starlette.datastructures import State
+        from vllm.entrypoints.launchers.api_server.app_state import init_app_state
+        from vllm.entrypoints.launchers.api_server.entry import build_async_engine_client
+        from vllm.entrypoints.launchers.cli_args import (
+            make_arg_parser,
+            validate_parsed_serve_args,
+        )
+        from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+        parser = make_arg_parser(FlexibleArgumentParser())
+        args = parser.parse_args(engine_cli_args(self.model_path, self.served_name, self.settings))
+        validate_parsed_serve_args(args)
+        self._engine = await self._stack.enter_async_context(build_async_engine_client(args))
+        state = State()
+        tasks = await self._engine.get_supported_tasks()
+        await init_app_state(self._engine, state, args, tasks)
+        self._chat = state.openai_serving_chat
+        if self._chat is None:
+            raise RuntimeError(f"{self.served_name}: the engine does not support chat")
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+
+    @property
+    def context_length(self) -> int:
+        return int(self._engine.model_config.max_model_len)
+
+    async def check_health(self) -> None:
+        """Raises if the engine process has died, so Serve replaces the replica."""
+        await self._engine.check_health()
+
+    async def running_requests(self) -> int:
+        """Requests the engine is working on now (for disconnect checks)."""
+        processor = getattr(self._engine, "output_processor", None)
+        return 0 if processor is None else int(processor.get_num_unfinished_requests())
+
+    async def chat(
+        self, body: dict[str, Any]
+    ) -> dict[str, Any] | AsyncIterator[str] | EngineFailure:
+        """Run one chat completion; ``body`` is an already-validated OpenAI request.
+
+        Returns the response dict, an iterator of SSE frames (``data: ...\\n\\n``) for a
+        stream, or an :class:`EngineFailure`.
+        """
+        from vllm.entrypoints.openai.chat_completion.protocol import (
+            ChatCompletionRequest,
+            ChatCompletionResponse,
+        )
+        from vllm.entrypoints.serve.engine.protocol import ErrorResponse
+
+        try:
+            request = ChatCompletionRequest.model_validate(body)
+        except ValueError as exc:
+            return EngineFailure(400, str(exc), None, None)
+        result = await self._chat.create_chat_completion(request, None)
+        if isinstance(result, ErrorResponse):
+            return _failure(result.error.code, result.error.message, result.error.param)
+        if isinstance(result, ChatCompletionResponse):
+            return result.model_dump(exclude_none=True)
+        return result
+
+
+def _failure(status: int, message: str, param: str | None) -> EngineFailure:
+    code = None
+    if status == 400 and any(m in message for m in _CONTEXT_MARKERS):
+        code = "context_length_exceeded"
+        param = param or "messages"
+    return EngineFailure(status, message, param, code)
