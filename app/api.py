@@ -127,7 +127,7 @@ def _validated(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise from_validation_error(exc) from None
+        raise from_validation_error(exc, data) from None
 
 
 def _reply(reply: dict[str, Any]) -> JSONResponse:

@@ -83,18 +83,34 @@ def _param_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _meaningful_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    # pydantic puts union-member and validator names (e.g. "function-after[...]",
-    # "SystemMessage", "str") in the location; a client cares about its own field names.
-    return tuple(p for p in loc if isinstance(p, int) or (p[:1].islower() and "[" not in p))
+def _client_loc(loc: tuple[int | str, ...], data: Any, missing: bool) -> tuple[int | str, ...]:
+    """Keep the parts of a pydantic location that exist in the client's own JSON.
+
+    pydantic adds union-member and tag names ("str", "list[str]", "user") to locations; a
+    client only knows its field names and indices. A missing field is kept as the last part.
+    """
+    kept: list[int | str] = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            kept.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            kept.append(part)
+            node = node[part]
+        elif missing and i == len(loc) - 1:
+            kept.append(part)
+    return tuple(kept)
 
 
-def from_validation_error(exc: ValidationError) -> APIError:
-    """The first problem pydantic found, as a 400 that names the field."""
+def from_validation_error(exc: ValidationError, data: Any) -> APIError:
+    """The first problem pydantic found in ``data``, as a 400 that names the field."""
     errors = exc.errors(include_url=False)
-    # Prefer an unknown field: it is the most likely mistake and the contract names it first.
-    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = _meaningful_loc(tuple(first["loc"]))
+    located = [(e, _client_loc(tuple(e["loc"]), data, e["type"] == "missing")) for e in errors]
+    # An unknown field is named first (CONTRACT.md); otherwise the most precise location wins,
+    # e.g. "input[0]" over "input" when no member of a union matched.
+    unknown = [pair for pair in located if pair[0]["type"] == "extra_forbidden"]
+    first, loc = unknown[0] if unknown else max(located, key=lambda pair: len(pair[1]))
     param = _param_path(loc) or None
     if first["type"] == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {param}"

@@ -1,0 +1,195 @@
+"""The starlette app in-process, in front of a test double of the model deployments."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from app.api import build_api
+from app.errors import model_not_found
+from app.protocol import ModelCard
+from app.backend import Reply, StreamItem
+
+CHAT = "org/chat-model:bf16"
+EMBED = "org/embed-model:fp32"
+
+
+class FakeModelsForTests:
+    """Stands in for the Serve handles; records what the ingress sent to each model."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.stream_fails_after: int | None = None
+        self.reply: Reply | None = None
+
+    async def cards(self) -> list[ModelCard]:
+        return [
+            ModelCard(id=CHAT, created=1, owned_by="o", task="chat", context_length=2048),
+            ModelCard(id=EMBED, created=1, owned_by="o", task="embedding", context_length=256,
+                      dimensions=8),
+        ]
+
+    async def task_of(self, model: str) -> str:
+        tasks = {CHAT: "chat", EMBED: "embedding"}
+        if model not in tasks:
+            raise model_not_found(model)
+        return tasks[model]
+
+    async def chat(self, model: str, body: dict[str, Any]) -> Reply:
+        self.sent.append(body)
+        return self.reply or {"status": 200, "body": {"object": "chat.completion", "model": model}}
+
+    async def chat_stream(
+        self, model: str, body: dict[str, Any], include_usage: bool
+    ) -> AsyncIterator[StreamItem]:
+        self.sent.append(body)
+        if self.reply is not None:
+            yield self.reply
+            return
+        for i in range(3):
+            if self.stream_fails_after == i:
+                raise RuntimeError("engine died")
+            yield f'data: {{"n": {i}}}\n\n'
+        yield "data: [DONE]\n\n"
+
+    async def embed(self, model: str, body: dict[str, Any]) -> Reply:
+        self.sent.append(body)
+        return {"status": 200, "body": {"object": "list", "data": [], "model": model}}
+
+
+@pytest.fixture
+def models() -> FakeModelsForTests:
+    return FakeModelsForTests()
+
+
+@pytest.fixture
+def client(models: FakeModelsForTests) -> TestClient:
+    return TestClient(build_api(models, max_body_bytes=4096), raise_server_exceptions=False)
+
+
+def chat_body(**fields: Any) -> dict[str, Any]:
+    return {"model": CHAT, "messages": [{"role": "user", "content": "hi"}], **fields}
+
+
+def assert_error(resp: Any, status: int, type_: str, param: str | None = None) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["type"] == type_
+    assert err["param"] == param
+    assert err["code"] is None or isinstance(err["code"], str)
+    return dict(err)
+
+
+def test_health_is_open(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_models_list_and_ids_with_slash_and_colon(client: TestClient) -> None:
+    listed = client.get("/v1/models").json()
+    assert listed["object"] == "list"
+    assert {m["id"] for m in listed["data"]} == {CHAT, EMBED}
+    one = client.get(f"/v1/models/{EMBED}").json()
+    assert one["id"] == EMBED and one["dimensions"] == 8 and one["task"] == "embedding"
+    err = assert_error(client.get("/v1/models/no/such:model"), 404, "not_found_error", "model")
+    assert err["code"] == "model_not_found"
+
+
+def test_chat_sends_contract_defaults(client: TestClient, models: FakeModelsForTests) -> None:
+    assert client.post("/v1/chat/completions", json=chat_body()).status_code == 200
+    assert models.sent[-1]["temperature"] == 0.7
+    assert models.sent[-1]["top_p"] == 1.0
+
+
+def test_unknown_model_is_404(client: TestClient) -> None:
+    err = assert_error(
+        client.post("/v1/chat/completions", json=chat_body(model="nope")),
+        404, "not_found_error", "model",
+    )
+    assert err["code"] == "model_not_found"
+
+
+def test_model_of_the_wrong_task_is_400(client: TestClient) -> None:
+    assert_error(client.post("/v1/chat/completions", json=chat_body(model=EMBED)),
+                 400, "invalid_request_error", "model")
+    assert_error(client.post("/v1/embeddings", json={"model": CHAT, "input": "x"}),
+                 400, "invalid_request_error", "model")
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status"),
+    [
+        (b"", {"content-type": "application/json"}, 400),
+        (b"{not json", {"content-type": "application/json"}, 400),
+        (b"[1, 2]", {"content-type": "application/json"}, 400),
+        (b"\xff\xfe", {"content-type": "application/json"}, 400),
+        (b"{}", {"content-type": "text/plain"}, 415),
+    ],
+)
+def test_unreadable_bodies(client: TestClient, content: bytes, headers: dict[str, str],
+                           status: int) -> None:
+    resp = client.post("/v1/chat/completions", content=content, headers=headers)
+    assert_error(resp, status, "invalid_request_error")
+
+
+def test_body_over_the_limit_is_413(client: TestClient) -> None:
+    big = chat_body(user="x" * 5000)
+    assert_error(client.post("/v1/chat/completions", json=big), 413, "invalid_request_error")
+
+    def chunks() -> Any:  # no Content-Length: the limit holds while reading
+        yield json.dumps(big).encode()
+
+    resp = client.post("/v1/chat/completions", content=chunks(),
+                       headers={"content-type": "application/json"})
+    assert_error(resp, 413, "invalid_request_error")
+
+
+def test_unknown_route_and_method_use_the_envelope(client: TestClient) -> None:
+    assert_error(client.get("/v1/nothing"), 404, "not_found_error")
+    assert_error(client.get("/v1/chat/completions"), 405, "invalid_request_error")
+
+
+def test_stream_is_sse_and_errors_mid_stream_become_an_event(
+    client: TestClient, models: FakeModelsForTests
+) -> None:
+    resp = client.post("/v1/chat/completions", json=chat_body(stream=True))
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    assert resp.text.endswith("data: [DONE]\n\n")
+    models.stream_fails_after = 1
+    resp = client.post("/v1/chat/completions", json=chat_body(stream=True))
+    events = [e for e in resp.text.split("\n\n") if e]
+    assert events[0] == 'data: {"n": 0}'
+    assert json.loads(events[1].removeprefix("data: "))["error"]["type"] == "server_error"
+    assert events[-1] == "data: [DONE]"
+
+
+def test_engine_refusal_before_the_stream_is_a_plain_error(
+    client: TestClient, models: FakeModelsForTests
+) -> None:
+    models.reply = {"status": 400, "body": {"error": {
+        "message": "too long", "type": "invalid_request_error", "param": "messages",
+        "code": "context_length_exceeded"}}}
+    resp = client.post("/v1/chat/completions", json=chat_body(stream=True))
+    assert_error(resp, 400, "invalid_request_error", "messages")
+
+
+def test_request_id_is_minted_or_echoed(client: TestClient) -> None:
+    assert client.get("/health").headers["x-request-id"].startswith("req_")
+    echoed = client.get("/health", headers={"x-request-id": "abc-123"})
+    assert echoed.headers["x-request-id"] == "abc-123"
+
+
+def test_a_bug_is_a_generic_500_with_the_request_id(models: FakeModelsForTests) -> None:
+    async def broken(model: str, body: dict[str, Any]) -> Reply:
+        raise RuntimeError("secret internals")
+
+    models.chat = broken  # type: ignore[method-assign]
+    client = TestClient(build_api(models), raise_server_exceptions=False)
+    resp = client.post("/v1/chat/completions", json=chat_body(), headers={"x-request-id": "r1"})
+    err = assert_error(resp, 500, "server_error")
+    assert "r1" in err["message"] and "secret" not in err["message"]
+    assert resp.headers["x-request-id"] == "r1"

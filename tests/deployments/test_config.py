@@ -1,0 +1,67 @@
+"""The shipped Serve configs: Serve's own schema and our model settings both accept them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+from ray.serve.schema import ServeDeploySchema
+
+from deployments.app import deployment_name
+from deployments.config import AppConfig, app_args_from_serve_config
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((ROOT / "config").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_is_a_valid_serve_config(path: Path) -> None:
+    ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_args_are_valid_model_settings(path: Path) -> None:
+    AppConfig.model_validate(app_args_from_serve_config(path))
+
+
+def laptop_args() -> dict[str, Any]:
+    return app_args_from_serve_config(ROOT / "config" / "laptop.yaml")
+
+
+def test_laptop_serves_the_builtin_models() -> None:
+    config = AppConfig.model_validate(laptop_args())
+    assert {m.id: m.task for m in config.models} == {
+        "huggingfacetb/smollm2-135m-instruct:bf16": "chat",
+        "sentence-transformers/all-minilm-l6-v2:fp32": "embedding",
+    }
+    total_cpus = config.ingress.deployment.num_cpus + sum(
+        m.deployment.num_cpus * m.deployment.num_replicas for m in config.models
+    )
+    assert total_cpus <= 2, "the laptop default must fit a 2-core machine"
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda a: a["models"][0]["chat"].update(max_model_lenght=10),  # typo
+        lambda a: a["models"][0].update(embedding={}),  # wrong engine for the task
+        lambda a: a["models"].append(dict(a["models"][0])),  # duplicate id
+        lambda a: a["models"][0].update(id="bad id with spaces"),
+        lambda a: a["models"][1]["deployment"].update(num_cpus=0),
+        lambda a: a.update(extra_section=True),
+    ],
+)
+def test_bad_settings_are_refused(mutate: Any) -> None:
+    args = laptop_args()
+    mutate(args)
+    with pytest.raises(ValidationError):
+        AppConfig.model_validate(args)
+
+
+def test_deployment_names_are_serve_safe_and_distinct() -> None:
+    names = {deployment_name(m["id"]) for m in laptop_args()["models"]}
+    assert len(names) == 2
+    assert all("/" not in n and ":" not in n for n in names)

@@ -1,0 +1,206 @@
+"""Chat completions on the built-in model, through the official client."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import openai
+import pytest
+from transformers import AutoTokenizer
+
+from deployments.builtin_models import prepare
+from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL
+
+CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
+STORY = [{"role": "user", "content": "Write a long story about a dragon and a knight."}]
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+WEATHER_QUESTION = [{"role": "user", "content": "What's the weather like in Paris today?"}]
+
+
+def test_answers_paris(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(model=CHAT_MODEL, messages=CAPITAL, temperature=0,
+                                           max_tokens=30)
+    assert "Paris" in (reply.choices[0].message.content or "")
+    assert reply.model == CHAT_MODEL
+    assert reply.usage is not None and reply.usage.prompt_tokens > 0
+
+
+def test_stream_usage_grows_and_ends_equal_to_the_whole_reply(client: openai.OpenAI) -> None:
+    params: dict[str, Any] = dict(model=CHAT_MODEL, messages=STORY, temperature=0, max_tokens=24)
+    whole = client.chat.completions.create(**params)
+    chunks = list(client.chat.completions.create(**params, stream=True))
+    assert all(c.usage is not None for c in chunks), "every chunk carries usage"
+    completions = [c.usage.completion_tokens for c in chunks if c.usage]
+    assert completions == sorted(completions) and completions[-1] > completions[0]
+    last = chunks[-1]
+    assert last.choices and last.choices[0].finish_reason == "length"
+    assert last.usage == whole.usage
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+
+
+def test_stream_include_usage_adds_openais_trailing_chunk(client: openai.OpenAI) -> None:
+    chunks = list(client.chat.completions.create(
+        model=CHAT_MODEL, messages=CAPITAL, max_tokens=8, stream=True,
+        stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage == chunks[-2].usage
+    plain = list(client.chat.completions.create(
+        model=CHAT_MODEL, messages=CAPITAL, max_tokens=8, stream=True))
+    assert all(c.choices for c in plain), "no trailing usage chunk unless asked"
+
+
+def test_max_tokens_stops_with_length_at_exactly_that_many(client: openai.OpenAI) -> None:
+    for field in ("max_tokens", "max_completion_tokens"):
+        reply = client.chat.completions.create(model=CHAT_MODEL, messages=STORY, **{field: 7})
+        assert reply.choices[0].finish_reason == "length"
+        assert reply.usage is not None and reply.usage.completion_tokens == 7
+
+
+def test_stop_sequence_ends_the_reply_before_it(client: openai.OpenAI) -> None:
+    free = client.chat.completions.create(model=CHAT_MODEL, messages=CAPITAL, temperature=0,
+                                          max_tokens=30).choices[0].message.content or ""
+    word = free.split()[3]
+    stopped = client.chat.completions.create(model=CHAT_MODEL, messages=CAPITAL, temperature=0,
+                                             max_tokens=30, stop=[word])
+    content = stopped.choices[0].message.content or ""
+    assert stopped.choices[0].finish_reason == "stop"
+    assert word not in content and free.startswith(content)
+
+
+def test_seed_reproduces_a_sampled_reply(client: openai.OpenAI) -> None:
+    def sample(seed: int) -> str:
+        return client.chat.completions.create(
+            model=CHAT_MODEL, messages=STORY, temperature=1.0, seed=seed, max_tokens=20
+        ).choices[0].message.content or ""
+
+    assert sample(1234) == sample(1234)
+
+
+def test_json_schema_output_parses_and_matches(client: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}},
+              "required": ["city"], "additionalProperties": False}
+    reply = client.chat.completions.create(
+        model=CHAT_MODEL, messages=CAPITAL, max_tokens=60,
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "answer", "schema": schema}},
+    )
+    jsonschema.validate(json.loads(reply.choices[0].message.content or ""), schema)
+
+
+def test_json_object_output_parses(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=CHAT_MODEL, max_tokens=60, response_format={"type": "json_object"},
+        messages=[{"role": "user", "content": "Give the capital of France as JSON."}],
+    )
+    assert isinstance(json.loads(reply.choices[0].message.content or ""), dict)
+
+
+@pytest.mark.parametrize(
+    "tool_choice", ["required", {"type": "function", "function": {"name": "get_weather"}}],
+    ids=["required", "named"],
+)
+def test_tool_calls_are_valid_within_60_tokens(client: openai.OpenAI, tool_choice: Any) -> None:
+    for _ in range(5):  # sampled at the default temperature: every try must be valid
+        reply = client.chat.completions.create(
+            model=CHAT_MODEL, messages=WEATHER_QUESTION, tools=[WEATHER_TOOL],
+            tool_choice=tool_choice, max_tokens=60,
+        )
+        calls = reply.choices[0].message.tool_calls
+        assert calls, reply
+        for call in calls:
+            assert call.type == "function" and call.function.name == "get_weather"
+            args = json.loads(call.function.arguments)
+            jsonschema.validate(args, WEATHER_TOOL["function"]["parameters"])
+
+
+def test_logprobs_and_top_logprobs(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(model=CHAT_MODEL, messages=CAPITAL, max_tokens=5,
+                                           logprobs=True, top_logprobs=3)
+    content = reply.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content is not None and len(content) == 5
+    assert all(len(t.top_logprobs) == 3 and t.logprob <= 0 for t in content)
+
+
+def test_n_gives_n_choices(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(model=CHAT_MODEL, messages=STORY, max_tokens=5, n=3)
+    assert sorted(c.index for c in reply.choices) == [0, 1, 2]
+
+
+def test_logit_bias_forces_a_token(client: openai.OpenAI) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(prepare("smollm2-135m-instruct"))
+    token = tokenizer.encode(" banana", add_special_tokens=False)[0]
+    reply = client.chat.completions.create(model=CHAT_MODEL, messages=CAPITAL, max_tokens=4,
+                                           temperature=0, logit_bias={str(token): 100})
+    assert reply.choices[0].message.content == tokenizer.decode([token] * 4)
+
+
+def test_penalties_and_user_are_accepted(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=CHAT_MODEL, messages=STORY, max_tokens=5, frequency_penalty=1.5,
+        presence_penalty=1.0, user="user-42", top_p=0.9,
+    )
+    assert reply.usage is not None and reply.usage.completion_tokens == 5
+
+
+def test_multi_turn_with_tool_result_and_text_parts(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=CHAT_MODEL, max_tokens=10,
+        messages=[
+            {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+            *WEATHER_QUESTION,
+            {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 C"},
+        ],
+    )
+    assert reply.choices[0].message.content
+
+
+def test_unknown_model_raises_not_found(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(model="no-such/model:x", messages=CAPITAL)
+    assert info.value.code == "model_not_found" and info.value.param == "model"
+
+
+def test_unknown_field_raises_bad_request_naming_it(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=CHAT_MODEL, messages=CAPITAL,
+                                       extra_body={"top_k": 5})
+    assert info.value.param == "top_k"
+
+
+def test_embedding_model_on_the_chat_route_is_refused(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=EMBED_MODEL, messages=CAPITAL)
+    assert info.value.param == "model"
+
+
+def test_prompt_longer_than_the_context_is_context_length_exceeded(client: openai.OpenAI) -> None:
+    long = [{"role": "user", "content": "word " * 3000}]
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=CHAT_MODEL, messages=long, max_tokens=5)
+    assert info.value.code == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=CHAT_MODEL, messages=long, max_tokens=5,
+                                       stream=True)
+    assert info.value.code == "context_length_exceeded"
+
+
+def test_max_tokens_beyond_the_context_is_refused(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=CHAT_MODEL, messages=CAPITAL, max_tokens=5000)
+    assert info.value.param == "max_tokens"
