@@ -133,7 +133,18 @@ class VLLMChatEngine:
             request = ChatCompletionRequest.model_validate(body)
         except ValueError as exc:
             return EngineFailure(400, str(exc), None, None)
-        result = await self._chat.create_chat_completion(request, None)
+        from vllm.entrypoints.serve.exception_handling.error_response import (
+            create_error_response,
+        )
+
+        try:
+            result = await self._chat.create_chat_completion(request, None)
+        except Exception as exc:
+            # vLLM's API server maps these in its exception handlers; do the same here. A
+            # server-side failure stays an exception: the ingress answers it with a 500.
+            result = create_error_response(exc)
+            if result.error.code >= 500:
+                raise
         if isinstance(result, ErrorResponse):
             return _failure(result.error.code, result.error.message, result.error.param)
         if isinstance(result, ChatCompletionResponse):
@@ -144,6 +155,9 @@ class VLLMChatEngine:
 def _failure(status: int, message: str, param: str | None) -> EngineFailure:
     code = None
     if status == 400 and any(m in message for m in _CONTEXT_MARKERS):
-        code = "context_length_exceeded"
-        param = param or "messages"
+        if param in ("max_tokens", "max_completion_tokens"):
+            pass  # the prompt fits; the requested completion does not
+        else:
+            code = "context_length_exceeded"
+            param = "messages"
     return EngineFailure(status, message, param, code)
