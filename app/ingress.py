@@ -9,20 +9,28 @@ from starlette.applications import Starlette
 
 from app.api import DEFAULT_MAX_BODY_BYTES, build_api
 from app.backend import ServeModels
+from app.control_plane import RemoteCalls
 
 
 @serve.deployment
 @serve.ingress()
 class Ingress:
     def __init__(
-        self, models: dict[str, tuple[str, Any]], max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+        self,
+        models: dict[str, tuple[str, Any]],
+        control_plane: Any,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         # models: public model id -> (task, handle of the deployment that serves it)
         self.models = ServeModels(models)
+        self.control_plane = RemoteCalls(control_plane)
         self.max_body_bytes = max_body_bytes
 
     def __serve_build_asgi_app__(self) -> Starlette:
         # Serve's proxy mints or echoes x-request-id and sets it on every response.
         return build_api(
-            self.models, max_body_bytes=self.max_body_bytes, add_request_id_header=False
+            self.models,
+            self.control_plane,
+            max_body_bytes=self.max_body_bytes,
+            add_request_id_header=False,
         )

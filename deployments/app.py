@@ -10,7 +10,9 @@ from typing import Any
 
 from ray.serve import Application, Deployment
 
+from app.control_plane import ControlPlane
 from app.ingress import Ingress
+from app.store import state_dir
 from deployments.chat import ChatDeployment
 from deployments.config import AppConfig
 from deployments.embeddings import EmbeddingDeployment
@@ -31,7 +33,9 @@ def build_app(args: dict[str, Any]) -> Application:
             name=deployment_name(spec.id), **spec.deployment.serve_options()
         ).bind(spec.model_dump())
         handles[spec.id] = (spec.task, bound)
+    # Resolved here, where the service is started: replicas may run elsewhere.
+    control_plane = ControlPlane.bind(str(state_dir()))  # type: ignore[attr-defined]
     ingress: Deployment = Ingress  # type: ignore[assignment]
     return ingress.options(**config.ingress.deployment.serve_options()).bind(
-        handles, config.ingress.max_body_bytes
+        handles, control_plane, config.ingress.max_body_bytes
     )

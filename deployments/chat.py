@@ -3,11 +3,13 @@
 It owns everything about the model (loading, batching, generating, counting tokens) and
 nothing about callers (DESIGN.md). Replies cross the Serve handle as plain data:
 ``{"status": int, "body": dict}`` for a whole reply or an error, and SSE frames (``str``)
-for a stream, whose first item may instead be such an error dict.
+for a stream, whose first item may instead be such an error dict and whose last may be
+``{"usage": dict}``: the final counts, for metering, when the client did not ask for them.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -78,6 +80,8 @@ class ChatDeployment:
             raise TypeError("a streaming request produced a whole reply")
         async for frame in result:
             if not include_usage and _TRAILING_USAGE_MARK in frame:
+                # Not for the client, who did not ask for it; the ingress meters it.
+                yield {"usage": json.loads(frame.removeprefix("data: "))["usage"]}
                 continue
             yield frame
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from app.api import build_api
+from app.backend import Reply, StreamItem
+from app.control_plane import AsyncStore
 from app.errors import model_not_found
 from app.protocol import ModelCard
-from app.backend import Reply, StreamItem
+from app.store import Store
 
 CHAT = "org/chat-model:bf16"
 EMBED = "org/embed-model:fp32"
@@ -67,8 +70,22 @@ def models() -> FakeModelsForTests:
 
 
 @pytest.fixture
-def client(models: FakeModelsForTests) -> TestClient:
-    return TestClient(build_api(models, max_body_bytes=4096), raise_server_exceptions=False)
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path)
+
+
+@pytest.fixture
+def key(store: Store) -> str:
+    secret: str = store.create_key(["GenerativeApisFullAccess"], [store.default_project_id()])[
+        "secret_key"]
+    return secret
+
+
+@pytest.fixture
+def client(models: FakeModelsForTests, store: Store, key: str) -> TestClient:
+    app = build_api(models, AsyncStore(store), max_body_bytes=4096)
+    return TestClient(app, raise_server_exceptions=False,
+                      headers={"Authorization": f"Bearer {key}"})
 
 
 def chat_body(**fields: Any) -> dict[str, Any]:
@@ -183,12 +200,13 @@ def test_request_id_is_minted_or_echoed(client: TestClient) -> None:
     assert echoed.headers["x-request-id"] == "abc-123"
 
 
-def test_a_bug_is_a_generic_500_with_the_request_id(models: FakeModelsForTests) -> None:
+def test_a_bug_is_a_generic_500_with_the_request_id(
+    models: FakeModelsForTests, client: TestClient
+) -> None:
     async def broken(model: str, body: dict[str, Any]) -> Reply:
         raise RuntimeError("secret internals")
 
     models.chat = broken  # type: ignore[method-assign]
-    client = TestClient(build_api(models), raise_server_exceptions=False)
     resp = client.post("/v1/chat/completions", json=chat_body(), headers={"x-request-id": "r1"})
     err = assert_error(resp, 500, "server_error")
     assert "r1" in err["message"] and "secret" not in err["message"]

@@ -3,9 +3,14 @@ from config/laptop.yaml, driven through the official `openai` client."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -28,8 +33,33 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def inference_cli(*args: str) -> Any:
+    """Run the admin CLI as a user would, against the test session's store."""
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", *args, "--json"],
+        check=True, capture_output=True, text=True, env=os.environ.copy(),
+    ).stdout
+    return json.loads(out)
+
+
 @pytest.fixture(scope="session")
-def base_url() -> Iterator[str]:
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("state")
+    os.environ["INFERENCE_STATE_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def admin_key(state_dir: Path) -> str:
+    """What `make serve` prints on first start: full access to the default project."""
+    first = inference_cli("init")
+    assert first["key"]["permission_sets"] == ["GenerativeApisFullAccess"]
+    assert inference_cli("init")["key"] is None, "the first-start key is made only once"
+    return str(first["key"]["secret_key"])
+
+
+@pytest.fixture(scope="session")
+def base_url(state_dir: Path) -> Iterator[str]:
     import ray
     from ray import serve
 
@@ -48,19 +78,25 @@ def base_url() -> Iterator[str]:
         ray.shutdown()
 
 
-@pytest.fixture(scope="session")
-def client(base_url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{base_url}/v1", api_key="test-key", max_retries=0,
+def make_client(base_url: str, key: str, project: str | None = None) -> openai.OpenAI:
+    prefix = f"/{project}" if project else ""
+    return openai.OpenAI(base_url=f"{base_url}{prefix}/v1", api_key=key, max_retries=0,
                          timeout=120)
 
 
+@pytest.fixture(scope="session")
+def client(base_url: str, admin_key: str) -> openai.OpenAI:
+    return make_client(base_url, admin_key)
+
+
 @pytest.fixture
-def aclient(base_url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="test-key", max_retries=0,
+def aclient(base_url: str, admin_key: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=admin_key, max_retries=0,
                               timeout=120)
 
 
 @pytest.fixture(scope="session")
-def http(base_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base_url, timeout=120) as c:
+def http(base_url: str, admin_key: str) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    with httpx.Client(base_url=base_url, timeout=120, headers=headers) as c:
         yield c

@@ -39,7 +39,8 @@ def test_answers_paris(client: openai.OpenAI) -> None:
 
 
 def test_stream_usage_grows_and_ends_equal_to_the_whole_reply(client: openai.OpenAI) -> None:
-    params: dict[str, Any] = dict(model=CHAT_MODEL, messages=STORY, temperature=0, max_tokens=24)
+    params: dict[str, Any] = {"model": CHAT_MODEL, "messages": STORY, "temperature": 0,
+                              "max_tokens": 24}
     whole = client.chat.completions.create(**params)
     chunks = list(client.chat.completions.create(**params, stream=True))
     assert all(c.usage is not None for c in chunks), "every chunk carries usage"

@@ -27,6 +27,6 @@ def test_retrieve_unknown_raises_not_found(client: openai.OpenAI) -> None:
         client.models.retrieve("org/unknown:fp8")
 
 
-def test_health_and_request_id(http: httpx.Client) -> None:
-    resp = http.get("/health", headers={"x-request-id": "trace-1"})
+def test_health_is_open_and_echoes_the_request_id(base_url: str) -> None:
+    resp = httpx.get(f"{base_url}/health", headers={"x-request-id": "trace-1"})
     assert resp.status_code == 200 and resp.headers["x-request-id"] == "trace-1"

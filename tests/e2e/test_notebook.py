@@ -9,9 +9,10 @@ from nbclient import NotebookClient
 from tests.e2e.conftest import ROOT
 
 
-def test_quickstart_notebook_runs(base_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quickstart_notebook_runs(base_url: str, admin_key: str,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFERENCE_BASE_URL", f"{base_url}/v1")
-    monkeypatch.setenv("INFERENCE_API_KEY", "test-key")
+    monkeypatch.setenv("INFERENCE_API_KEY", admin_key)
     notebook = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
     first_answer = "".join(o.get("text", "") for o in notebook.cells[1].outputs)

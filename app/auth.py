@@ -1,0 +1,122 @@
+"""API keys, permission sets and projects (CONTRACT.md, "Authentication, permissions and
+projects").
+
+A key's secret never leaves this module: it is hashed at once, the hash is what the cache and
+the control plane see, and no message, log line or exception carries either.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from app.control_plane import ControlPlaneAPI
+from app.errors import APIError
+from app.store import KeyRecord, hash_secret
+
+Need = Literal["model", "usage"]
+
+# What each permission set grants within its scope (a project, or the whole organisation).
+GRANTS: dict[str, frozenset[str]] = {
+    "GenerativeApisModelAccess": frozenset({"model"}),
+    "GenerativeApisFullAccess": frozenset({"model", "usage"}),
+    "AllProductsFullAccess": frozenset({"model", "usage"}),
+}
+
+# A revoked key stops working on every replica within this many seconds.
+KEY_CACHE_SECONDS = 2.0
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def unauthenticated(message: str) -> APIError:
+    return APIError(401, message, code="invalid_api_key", headers=_CHALLENGE)
+
+
+def forbidden(message: str) -> APIError:
+    return APIError(403, message, code="permission_denied")
+
+
+@dataclass(frozen=True)
+class Caller:
+    key_id: str
+    project_id: str
+
+
+def may(key: KeyRecord, project_id: str, need: Need) -> bool:
+    return any(
+        need in GRANTS.get(g.permission_set, ()) and g.project_id in (None, project_id)
+        for g in key.grants
+    )
+
+
+def _bearer_secret(headers: Mapping[str, str]) -> str:
+    value = headers.get("authorization")
+    if value is None:
+        raise unauthenticated(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+        )
+    scheme, _, secret = value.strip().partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret or " " in secret:
+        raise unauthenticated("Malformed Authorization header; expected 'Bearer <key>'.")
+    return secret
+
+
+class Authenticator:
+    def __init__(self, control_plane: ControlPlaneAPI, ttl: float = KEY_CACHE_SECONDS) -> None:
+        self.control_plane = control_plane
+        self.ttl = ttl
+        self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
+        self._projects: dict[str, tuple[float, bool]] = {}
+        self._default_project: str | None = None
+
+    async def caller(self, headers: Mapping[str, str], project: str | None, need: Need) -> Caller:
+        """Who is calling, for which project; raises the contract's 401/403/404."""
+        key = await self._key(hash_secret(_bearer_secret(headers)))
+        if key is None:
+            raise unauthenticated("Incorrect API key provided.")
+        project_id = await self._project_id(key, project)
+        if not may(key, project_id, need):
+            what = "this project's usage" if need == "usage" else "models in this project"
+            raise forbidden(f"This API key does not grant access to {what}.")
+        return Caller(key.id, project_id)
+
+    async def _key(self, digest: str) -> KeyRecord | None:
+        now = time.monotonic()
+        cached = self._keys.get(digest)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        key = await self.control_plane.key_by_hash(digest)
+        if len(self._keys) > 10_000:  # unknown keys must not grow the cache without bound
+            self._keys.clear()
+        self._keys[digest] = (now, key)
+        return key
+
+    async def _project_id(self, key: KeyRecord, project: str | None) -> str:
+        if project is None:
+            if self._default_project is None:
+                self._default_project = await self.control_plane.default_project_id()
+            return self._default_project
+        if await self._project_exists(project):
+            return project
+        # No probing for project ids: only a key that could see every project learns that
+        # this one does not exist.
+        if any(g.project_id is None for g in key.grants):
+            raise APIError(404, f"Project '{project}' does not exist.", code="project_not_found")
+        raise forbidden("This API key does not grant access to this project.")
+
+    async def _project_exists(self, project: str) -> bool:
+        try:
+            uuid.UUID(project)
+        except ValueError:
+            return False
+        now = time.monotonic()
+        cached = self._projects.get(project)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        exists = await self.control_plane.project(project) is not None
+        self._projects[project] = (now, exists)
+        return exists

@@ -1,0 +1,297 @@
+"""The control plane's state: projects, API keys and the usage ledger, in SQLite.
+
+One file in ``INFERENCE_STATE_DIR`` (default ``.inference/`` where the service is started).
+The control-plane deployment owns it while the service runs; the admin CLI opens the same
+file, so both agree without any flag. WAL mode lets the two read and write side by side.
+
+Keys are stored as SHA-256 of the secret (the secrets are 256-bit random, so a fast hash is
+enough) and compared in constant time; the secret itself is returned once, at creation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+PERMISSION_SETS = (
+    "GenerativeApisModelAccess",
+    "GenerativeApisFullAccess",
+    "AllProductsFullAccess",
+)
+DEFAULT_PROJECT_NAME = "default"
+SECRET_PREFIX = "sk-"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    is_default INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    secret_hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS key_grants (
+    key_id TEXT NOT NULL REFERENCES api_keys(id),
+    permission_set TEXT NOT NULL,
+    project_id TEXT  -- NULL: the whole organisation
+);
+CREATE TABLE IF NOT EXISTS usage (
+    project_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    day TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (project_id, key_id, model, day)
+);
+"""
+
+
+class StoreError(ValueError):
+    """A request the store refuses (unknown project, bad permission set, ...)."""
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("INFERENCE_STATE_DIR", ".inference")).resolve()
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Grant:
+    permission_set: str
+    project_id: str | None  # None: the whole organisation
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    id: str
+    name: str | None
+    created_at: int
+    revoked: bool
+    grants: tuple[Grant, ...] = field(default_factory=tuple)
+
+    def public(self) -> dict[str, Any]:
+        sets = sorted({g.permission_set for g in self.grants})
+        projects = sorted({g.project_id for g in self.grants if g.project_id})
+        return {
+            "id": self.id,
+            "name": self.name,
+            "permission_sets": sets,
+            "projects": projects,
+            "organization": any(g.project_id is None for g in self.grants),
+            "created_at": self.created_at,
+            "revoked": self.revoked,
+        }
+
+
+def _day(ts: float | None = None) -> str:
+    return datetime.fromtimestamp(ts if ts is not None else time.time(), UTC).strftime("%Y-%m-%d")
+
+
+class Store:
+    def __init__(self, directory: Path | str | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else state_dir()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / "control-plane.sqlite3"
+        schema = sqlite3.connect(self.path, timeout=30)
+        try:
+            schema.execute("PRAGMA journal_mode=WAL")
+            schema.executescript(_SCHEMA)  # commits by itself: kept out of _db's transaction
+        finally:
+            schema.close()
+        with self._db() as db:
+            if db.execute("SELECT 1 FROM projects WHERE is_default = 1").fetchone() is None:
+                db.execute(
+                    "INSERT INTO projects (id, name, is_default, created_at) VALUES (?, ?, 1, ?)",
+                    (str(uuid.uuid4()), DEFAULT_PROJECT_NAME, int(time.time())),
+                )
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    # --- projects ------------------------------------------------------------------------
+
+    def create_project(self, name: str) -> dict[str, Any]:
+        if not name.strip():
+            raise StoreError("a project needs a non-empty name")
+        project = {"id": str(uuid.uuid4()), "name": name, "default": False}
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO projects (id, name, is_default, created_at) VALUES (?, ?, 0, ?)",
+                (project["id"], name, int(time.time())),
+            )
+        return project
+
+    def list_projects(self) -> list[dict[str, Any]]:
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT id, name, is_default FROM projects ORDER BY created_at, name"
+            ).fetchall()
+        return [{"id": r[0], "name": r[1], "default": bool(r[2])} for r in rows]
+
+    def project(self, project_id: str) -> dict[str, Any] | None:
+        return next((p for p in self.list_projects() if p["id"] == project_id), None)
+
+    def default_project_id(self) -> str:
+        with self._db() as db:
+            row = db.execute("SELECT id FROM projects WHERE is_default = 1").fetchone()
+        return str(row[0])
+
+    # --- keys ----------------------------------------------------------------------------
+
+    def create_key(
+        self,
+        permission_sets: list[str],
+        projects: list[str] | None,
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        """``projects`` None grants the sets over the whole organisation."""
+        if not permission_sets:
+            raise StoreError("a key needs at least one permission set")
+        unknown = [s for s in permission_sets if s not in PERMISSION_SETS]
+        if unknown:
+            raise StoreError(f"unknown permission set(s) {unknown}; known: {list(PERMISSION_SETS)}")
+        if projects is not None:
+            if not projects:
+                raise StoreError("give at least one project, or the whole organisation")
+            known = {p["id"] for p in self.list_projects()}
+            missing = [p for p in projects if p not in known]
+            if missing:
+                raise StoreError(f"unknown project(s) {missing}")
+        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        key_id = "key_" + secrets.token_hex(8)
+        scopes: list[str | None] = list(dict.fromkeys(projects)) if projects else [None]
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES (?, ?, ?, ?)",
+                (key_id, name, hash_secret(secret), int(time.time())),
+            )
+            db.executemany(
+                "INSERT INTO key_grants (key_id, permission_set, project_id) VALUES (?, ?, ?)",
+                [(key_id, s, p) for s in dict.fromkeys(permission_sets) for p in scopes],
+            )
+        record = self._key(key_id)
+        assert record is not None
+        return {**record.public(), "secret_key": secret}
+
+    def _key(self, key_id: str) -> KeyRecord | None:
+        with self._db() as db:
+            row = db.execute(
+                "SELECT id, name, created_at, revoked_at FROM api_keys WHERE id = ?", (key_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            grants = db.execute(
+                "SELECT permission_set, project_id FROM key_grants WHERE key_id = ?", (key_id,)
+            ).fetchall()
+        return KeyRecord(row[0], row[1], row[2], row[3] is not None,
+                         tuple(Grant(g[0], g[1]) for g in grants))
+
+    def key_by_hash(self, digest: str) -> KeyRecord | None:
+        """The live key whose secret hashes to ``digest`` (see :func:`hash_secret`), or None;
+        the stored hash is compared in constant time. Callers send the hash, never the secret.
+        """
+        with self._db() as db:
+            row = db.execute(
+                "SELECT id, secret_hash FROM api_keys WHERE secret_hash = ? AND revoked_at IS NULL",
+                (digest,),
+            ).fetchone()
+        if row is None or not hmac.compare_digest(row[1], digest):
+            return None
+        return self._key(row[0])
+
+    def list_keys(self, project_id: str | None = None) -> list[dict[str, Any]]:
+        with self._db() as db:
+            ids = [r[0] for r in db.execute("SELECT id FROM api_keys ORDER BY created_at, id")]
+        records = [r for r in (self._key(i) for i in ids) if r is not None]
+        if project_id is not None:
+            records = [r for r in records
+                       if any(g.project_id in (None, project_id) for g in r.grants)]
+        return [r.public() for r in records]
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        with self._db() as db:
+            changed = db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (int(time.time()), key_id),
+            ).rowcount
+        record = self._key(key_id)
+        if record is None:
+            raise StoreError(f"unknown key {key_id!r}")
+        return {**record.public(), "revoked_now": bool(changed)}
+
+    def has_keys(self) -> bool:
+        with self._db() as db:
+            return db.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
+
+    # --- usage ---------------------------------------------------------------------------
+
+    def add_usage(self, rows: list[dict[str, Any]]) -> None:
+        """Add metered rows (``project_id, key_id, model, day, requests, prompt_tokens,
+        completion_tokens``) to the ledger in one transaction."""
+        with self._db() as db:
+            db.executemany(
+                """INSERT INTO usage (project_id, key_id, model, day, requests, prompt_tokens,
+                                      completion_tokens)
+                   VALUES (:project_id, :key_id, :model, :day, :requests, :prompt_tokens,
+                           :completion_tokens)
+                   ON CONFLICT (project_id, key_id, model, day) DO UPDATE SET
+                     requests = requests + excluded.requests,
+                     prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+                     completion_tokens = completion_tokens + excluded.completion_tokens""",
+                rows,
+            )
+
+    def usage(self, project_id: str | None = None, since: str | None = None
+              ) -> list[dict[str, Any]]:
+        query = ("SELECT project_id, key_id, model, day, requests, prompt_tokens, "
+                 "completion_tokens FROM usage WHERE 1 = 1")
+        params: list[str] = []
+        if project_id is not None:
+            query += " AND project_id = ?"
+            params.append(project_id)
+        if since is not None:
+            query += " AND day >= ?"
+            params.append(since)
+        query += " ORDER BY day, project_id, key_id, model"
+        with self._db() as db:
+            rows = db.execute(query, params).fetchall()
+        names = ("project_id", "key_id", "model", "day", "requests", "prompt_tokens",
+                 "completion_tokens")
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+def today() -> str:
+    return _day()

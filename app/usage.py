@@ -1,0 +1,71 @@
+"""Usage metering: what each response's ``usage`` said, added to the ledger in batches.
+
+Requests add to an in-memory buffer (no I/O on the request path); a background task sends
+the buffer to the control plane every ``interval`` seconds. A failed send keeps the rows for
+the next one, so nothing is lost while the control plane restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from app.control_plane import ControlPlaneAPI
+from app.store import today
+
+logger = logging.getLogger("inference.usage")
+
+Row = tuple[str, str, str, str]  # project, key, model, day
+
+
+class UsageMeter:
+    def __init__(self, control_plane: ControlPlaneAPI, interval: float = 1.0) -> None:
+        self.control_plane = control_plane
+        self.interval = interval
+        self._buffer: dict[Row, list[int]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def record(self, project_id: str, key_id: str, model: str, usage: dict[str, Any]) -> None:
+        counts = self._buffer.setdefault((project_id, key_id, model, today()), [0, 0, 0])
+        counts[0] += 1
+        counts[1] += int(usage.get("prompt_tokens") or 0)
+        counts[2] += int(usage.get("completion_tokens") or 0)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while self._buffer:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.flush()
+            except Exception:
+                logger.exception("usage flush failed; keeping the rows for the next try")
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if not self._buffer:
+                return
+            pending, self._buffer = self._buffer, {}
+            rows = [
+                {"project_id": p, "key_id": k, "model": m, "day": d, "requests": c[0],
+                 "prompt_tokens": c[1], "completion_tokens": c[2]}
+                for (p, k, m, d), c in pending.items()
+            ]
+            try:
+                await self.control_plane.add_usage(rows)
+            except BaseException:
+                for row, counts in pending.items():  # put them back, merged with newer ones
+                    merged = self._buffer.setdefault(row, [0, 0, 0])
+                    for i in range(3):
+                        merged[i] += counts[i]
+                raise
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
