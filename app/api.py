@@ -130,6 +130,11 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
         raise bad_request(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(data, dict):
         raise bad_request("The request body must be a JSON object.")
+    try:  # JSON may spell lone UTF-16 surrogates ("\\ud800"); no tokenizer takes them
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request("The request body contains a lone UTF-16 surrogate, which is "
+                          "not valid text.") from None
     return data
 
 

@@ -7,10 +7,11 @@ tested in-process with a double (tests/) and run in Serve with :class:`ServeMode
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
-from app.errors import model_not_found
+from app.errors import APIError, model_not_found
 from app.protocol import ModelCard
 
 # A model deployment's reply: {"status": int, "body": dict}; streams yield SSE frames (str),
@@ -34,6 +35,31 @@ class ModelBackend(Protocol):
     ) -> AsyncIterator[StreamItem]: ...
 
     async def embed(self, model: str, body: dict[str, Any]) -> Reply: ...
+
+
+# Seconds a client should wait before retrying when replicas are full or starting.
+RETRY_AFTER_SECONDS = 1
+
+
+def overloaded(model: str) -> APIError:
+    return APIError(
+        503,
+        f"The model '{model}' is serving as many requests as it can queue; retry shortly.",
+        code="overloaded",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+@contextmanager
+def _admission(model: str) -> Iterator[None]:
+    """A full replica queue (Serve's ``max_queued_requests``) or no replica at all is a fast
+    503 with ``Retry-After``, never a hang and never a 500 (the SDKs retry those)."""
+    from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+    try:
+        yield
+    except (BackPressureError, DeploymentUnavailableError) as exc:
+        raise overloaded(model) from exc
 
 
 class ServeModels:
@@ -62,16 +88,22 @@ class ServeModels:
         return self._handles[model][0]
 
     async def chat(self, model: str, body: dict[str, Any]) -> Reply:
-        reply: Reply = await self._handles[model][1].chat.remote(body)
+        with _admission(model):
+            reply: Reply = await self._handles[model][1].chat.remote(body)
         return reply
 
     async def chat_stream(
         self, model: str, body: dict[str, Any], include_usage: bool
     ) -> AsyncIterator[StreamItem]:
         handle = self._handles[model][1].options(stream=True)
-        async for item in handle.chat_stream.remote(body, include_usage):
+        items = handle.chat_stream.remote(body, include_usage)
+        with _admission(model):  # a rejection surfaces with the first item
+            first = await anext(items)
+        yield first
+        async for item in items:
             yield item
 
     async def embed(self, model: str, body: dict[str, Any]) -> Reply:
-        reply: Reply = await self._handles[model][1].embed.remote(body)
+        with _admission(model):
+            reply: Reply = await self._handles[model][1].embed.remote(body)
         return reply

@@ -55,6 +55,15 @@ class APIError(Exception):
         }
 
 
+class ParamError(ValueError):
+    """Raised by a cross-field validator to name the field at fault (pydantic reports such
+    errors at the model's root, where no field is named)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
     return APIError(400, message, param=param, code=code)
 
@@ -111,6 +120,9 @@ def from_validation_error(exc: ValidationError, data: Any) -> APIError:
     unknown = [pair for pair in located if pair[0]["type"] == "extra_forbidden"]
     first, loc = unknown[0] if unknown else max(located, key=lambda pair: len(pair[1]))
     param = _param_path(loc) or None
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, ParamError):
+        param = cause.param
     if first["type"] == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {param}"
     elif first["type"] == "missing":

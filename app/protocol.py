@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.errors import ParamError
+
 # Documented limits (CONTRACT.md and OpenAI's own bounds).
 MAX_STOP_SEQUENCES = 4
 MAX_N = 16
@@ -165,24 +167,33 @@ class ChatCompletionRequest(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> ChatCompletionRequest:
         if self.top_logprobs is not None and self.top_logprobs > 0 and not self.logprobs:
-            raise ValueError("'top_logprobs' requires 'logprobs' to be true")
+            raise ParamError("top_logprobs", "'top_logprobs' requires 'logprobs' to be true")
         if self.stream_options is not None and not self.stream:
-            raise ValueError("'stream_options' is only allowed when 'stream' is true")
+            raise ParamError("stream_options",
+                             "'stream_options' is only allowed when 'stream' is true")
         if self.stop is not None and any(s == "" for s in _as_list(self.stop)):
-            raise ValueError("'stop' sequences must not be empty")
+            raise ParamError("stop", "'stop' sequences must not be empty")
         if self.logit_bias is not None:
             for token in self.logit_bias:
                 if not token.isdigit():
-                    raise ValueError(f"'logit_bias' keys must be token ids, got {token!r}")
+                    raise ParamError("logit_bias",
+                                     f"'logit_bias' keys must be token ids, got {token!r}")
+        if self.tools is not None and not self.tools:
+            raise ParamError("tools", "'tools' must not be empty; omit it instead")
         if isinstance(self.tool_choice, NamedToolChoice):
             names = {t.function.name for t in self.tools or []}
             if self.tool_choice.function.name not in names:
-                raise ValueError(
+                raise ParamError(
+                    "tool_choice",
                     f"'tool_choice' names function {self.tool_choice.function.name!r}, "
-                    "which is not in 'tools'"
+                    "which is not in 'tools'",
                 )
         if self.tool_choice in ("auto", "required") and not self.tools:
-            raise ValueError(f"'tool_choice' {self.tool_choice!r} requires 'tools'")
+            raise ParamError("tool_choice", f"'tool_choice' {self.tool_choice!r} requires 'tools'")
+        if self.max_tokens is not None and self.max_completion_tokens is not None and (
+                self.max_tokens != self.max_completion_tokens):
+            raise ParamError("max_completion_tokens",
+                             "'max_tokens' and 'max_completion_tokens' disagree; send one")
         return self
 
     @property
@@ -204,7 +215,7 @@ class EmbeddingRequest(Strict):
     @model_validator(mode="after")
     def _no_empty_strings(self) -> EmbeddingRequest:
         if any(text == "" for text in self.texts):
-            raise ValueError("an input must not be an empty string")
+            raise ParamError("input", "an input must not be an empty string")
         return self
 
     @property

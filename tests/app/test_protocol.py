@@ -81,9 +81,8 @@ def test_bad_chat_fields_name_their_param(fields: dict[str, Any], param: str) ->
         {"logit_bias": {"not-a-token": 1}},
     ],
 )
-def test_inconsistent_chat_requests_are_refused(fields: dict[str, Any]) -> None:
-    with pytest.raises(ValidationError):
-        ChatCompletionRequest.model_validate(chat(**fields))
+def test_inconsistent_chat_requests_name_the_field(fields: dict[str, Any]) -> None:
+    assert refused_param(ChatCompletionRequest, chat(**fields)) in fields
 
 
 @pytest.mark.parametrize(
@@ -101,6 +100,5 @@ def test_bad_embedding_fields_name_their_param(data: dict[str, Any], param: str)
     assert refused_param(EmbeddingRequest, data) == param
 
 
-def test_empty_embedding_string_is_refused() -> None:
-    with pytest.raises(ValidationError):
-        EmbeddingRequest.model_validate({"model": "m", "input": ["ok", ""]})
+def test_empty_embedding_string_names_input() -> None:
+    assert refused_param(EmbeddingRequest, {"model": "m", "input": ["ok", ""]}) == "input"

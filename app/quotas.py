@@ -1,0 +1,207 @@
+"""Per-project quotas: requests and tokens per minute, across every ingress replica.
+
+The control plane owns the count for each project and minute (:class:`QuotaBook`). An ingress
+replica does not ask it on every request: it takes an allowance (a slice of what is left this
+minute) and spends it locally (:class:`QuotaGate`), going back only when the allowance runs
+out, so a request on a limited project usually pays no round trip and one on an unlimited
+project never does. Tokens are reserved at admission (prompt estimate + ``max_tokens``) and
+corrected to the response's actual usage afterwards. Windows are calendar minutes; counts
+live in memory: a restarted control plane starts the minute afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from app.errors import APIError
+
+# Tokens reserved for the completion when a request does not say max_tokens.
+DEFAULT_COMPLETION_RESERVE = 256
+# An allowance is this share of the limit (or what is left, if less).
+ALLOWANCE_SHARE = 0.1
+LIMITS_CACHE_SECONDS = 2.0
+
+
+def window_now(now: float | None = None) -> int:
+    return int((time.time() if now is None else now) // 60)
+
+
+def seconds_to_reset(now: float | None = None) -> int:
+    t = time.time() if now is None else now
+    return max(1, math.ceil(60 - t % 60))
+
+
+@dataclass
+class Grant:
+    window: int
+    requests: int
+    tokens: int
+    left_requests: int  # what the control plane still holds after this grant
+    left_tokens: int
+    refused: str | None = None  # "requests" or "tokens" when nothing could be granted
+
+
+class QuotaBook:
+    """The control plane's count: what was handed out, per project, this minute."""
+
+    def __init__(self) -> None:
+        self._window = window_now()
+        self._given: dict[str, list[int]] = {}
+
+    def grant(self, project: str, rpm: int, tpm: int, need: tuple[int, int],
+              want: tuple[int, int], now: float | None = None) -> Grant:
+        window = window_now(now)
+        if window != self._window:
+            self._window, self._given = window, {}
+        given = self._given.setdefault(project, [0, 0])
+        left_r = rpm - given[0] if rpm else 2**62
+        left_t = tpm - given[1] if tpm else 2**62
+        if need[0] > left_r:
+            return Grant(window, 0, 0, left_r, left_t, refused="requests")
+        if need[1] > left_t:
+            return Grant(window, 0, 0, left_r, left_t, refused="tokens")
+        r = min(max(need[0], want[0]), left_r)
+        t = min(max(need[1], want[1]), left_t)
+        given[0] += r
+        given[1] += t
+        return Grant(window, r, t, left_r - r, left_t - t)
+
+
+class QuotaAPI(Protocol):
+    async def project_limits(self, project_id: str) -> tuple[int, int]: ...
+
+    async def quota_grant(self, project_id: str, need: tuple[int, int],
+                          want: tuple[int, int]) -> Grant: ...
+
+
+@dataclass
+class Allowance:
+    window: int = -1
+    requests: int = 0
+    tokens: int = 0
+    left_requests: int = 0
+    left_tokens: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class Admission:
+    """One admitted request: its reservation and the headers it answers with."""
+
+    project: str
+    window: int
+    reserved_tokens: int
+    headers: dict[str, str]
+    settled: bool = False
+
+
+def estimate_tokens(text_chars: int) -> int:
+    """A prompt's tokens before tokenisation (about 4 characters a token, rounded up)."""
+    return math.ceil(text_chars / 4)
+
+
+class QuotaGate:
+    """The ingress side: admits against a local allowance, settles to actual usage."""
+
+    def __init__(self, control_plane: QuotaAPI) -> None:
+        self.control_plane = control_plane
+        self._limits: dict[str, tuple[float, tuple[int, int]]] = {}
+        self._allowances: dict[str, Allowance] = {}
+
+    async def limits(self, project: str) -> tuple[int, int]:
+        now = time.monotonic()
+        cached = self._limits.get(project)
+        if cached is None or now - cached[0] >= LIMITS_CACHE_SECONDS:
+            cached = (now, tuple(await self.control_plane.project_limits(project)))  # type: ignore[assignment]
+            self._limits[project] = cached
+        return cached[1]
+
+    async def admit(self, project: str, tokens: int) -> Admission | None:
+        """Reserve one request and ``tokens``; None when the project has no limits.
+        Raises the contract's 429 when the minute's quota is spent."""
+        rpm, tpm = await self.limits(project)
+        if not rpm and not tpm:
+            return None
+        tokens = tokens if tpm else 0
+        allowance = self._allowances.setdefault(project, Allowance())
+        async with allowance.lock:
+            window = window_now()
+            if allowance.window != window:
+                allowance.window, allowance.requests, allowance.tokens = window, 0, 0
+            need = (max(0, 1 - allowance.requests) if rpm else 0,
+                    max(0, tokens - allowance.tokens) if tpm else 0)
+            if need[0] or need[1]:
+                want = (math.ceil(rpm * ALLOWANCE_SHARE) if rpm else 0,
+                        math.ceil(tpm * ALLOWANCE_SHARE) if tpm else 0)
+                grant = await self.control_plane.quota_grant(project, need, want)
+                if grant.refused:
+                    raise _rate_limited(grant.refused, rpm, tpm, grant)
+                if grant.window == window:
+                    allowance.requests += grant.requests
+                    allowance.tokens += grant.tokens
+                allowance.left_requests = grant.left_requests
+                allowance.left_tokens = grant.left_tokens
+            allowance.requests -= 1 if rpm else 0
+            allowance.tokens -= tokens
+            headers = _headers(rpm, tpm, allowance)
+        return Admission(project, window, tokens, headers)
+
+    def settle(self, admission: Admission | None, actual_tokens: int) -> None:
+        """Correct the reservation to what the response actually used (once)."""
+        if admission is None or admission.settled:
+            return
+        admission.settled = True
+        allowance = self._allowances.get(admission.project)
+        if allowance is not None and allowance.window == admission.window and (
+                self._limits.get(admission.project, (0, (0, 0)))[1][1]):
+            # A refund if fewer were used; a debt, paid by the next admissions, if more.
+            allowance.tokens += admission.reserved_tokens - actual_tokens
+
+
+def _headers(rpm: int, tpm: int, allowance: Allowance) -> dict[str, str]:
+    reset = f"{seconds_to_reset()}s"
+    headers: dict[str, str] = {}
+    if rpm:
+        headers |= {
+            "x-ratelimit-limit-requests": str(rpm),
+            "x-ratelimit-remaining-requests": str(max(0, allowance.left_requests
+                                                      + allowance.requests)),
+            "x-ratelimit-reset-requests": reset,
+        }
+    if tpm:
+        headers |= {
+            "x-ratelimit-limit-tokens": str(tpm),
+            "x-ratelimit-remaining-tokens": str(max(0, allowance.left_tokens
+                                                    + allowance.tokens)),
+            "x-ratelimit-reset-tokens": reset,
+        }
+    return headers
+
+
+def _rate_limited(which: str, rpm: int, tpm: int, grant: Grant) -> APIError:
+    limit = rpm if which == "requests" else tpm
+    reset = seconds_to_reset()
+    headers = {"Retry-After": str(reset)}
+    if rpm:
+        headers |= {"x-ratelimit-limit-requests": str(rpm),
+                    "x-ratelimit-remaining-requests": str(max(0, grant.left_requests)),
+                    "x-ratelimit-reset-requests": f"{reset}s"}
+    if tpm:
+        headers |= {"x-ratelimit-limit-tokens": str(tpm),
+                    "x-ratelimit-remaining-tokens": str(max(0, grant.left_tokens)),
+                    "x-ratelimit-reset-tokens": f"{reset}s"}
+    return APIError(
+        429,
+        f"This project's {which} per minute quota ({limit}) is spent; "
+        f"retry in {reset} s.",
+        code=f"rate_limit_{which}",
+        headers=headers,
+    )
+
+
+def grant_to_wire(grant: Grant) -> dict[str, Any]:
+    return grant.__dict__.copy()
