@@ -31,6 +31,7 @@ from app.backend import ModelBackend, StreamItem
 from app.control_plane import ControlPlaneAPI
 from app.errors import APIError, bad_request, from_validation_error, server_error
 from app.protocol import ChatCompletionRequest, EmbeddingRequest, ModelList
+from app.quotas import DEFAULT_COMPLETION_RESERVE, Admission, QuotaGate, estimate_tokens
 from app.usage import UsageMeter
 
 logger = logging.getLogger("inference.api")
@@ -165,6 +166,16 @@ async def _require_task(models: ModelBackend, model: str, task: str, route: str)
         )
 
 
+def chat_reservation(req: ChatCompletionRequest) -> int:
+    """Tokens reserved against a tokens-per-minute quota before the engine runs: an estimate
+    of the prompt plus the most the completion may use; corrected to actual usage after."""
+    prompt = json.dumps([m.model_dump(exclude_none=True) for m in req.messages])
+    if req.tools:
+        prompt += json.dumps([t.model_dump(exclude_none=True) for t in req.tools])
+    completion = req.max_completion_tokens or req.max_tokens or DEFAULT_COMPLETION_RESERVE
+    return estimate_tokens(len(prompt)) + completion * req.n
+
+
 def engine_body(req: ChatCompletionRequest) -> dict[str, Any]:
     """The validated request as the chat deployment takes it (defaults made explicit)."""
     return req.model_dump(exclude_none=True, by_alias=True, exclude={"stream_options"})
@@ -180,12 +191,27 @@ def build_api(
 ) -> Starlette:
     auth = Authenticator(control_plane)
     meter = UsageMeter(control_plane, interval=usage_flush_seconds)
+    quotas = QuotaGate(control_plane)
 
     async def caller(request: Request, need: Need) -> Caller:
         return await auth.caller(request.headers, request.path_params.get("project"), need)
 
-    def metering(who: Caller, model: str) -> Callable[[dict[str, Any]], None]:
-        return lambda usage: meter.record(who.project_id, who.key_id, model, usage)
+    def on_usage(who: Caller, model: str, admission: Admission | None
+                 ) -> Callable[[dict[str, Any] | None], None]:
+        """Called once when a request ends: meters its usage and settles its quota
+        reservation (a request that produced nothing settles at zero tokens)."""
+        def done(usage: dict[str, Any] | None) -> None:
+            if usage is not None:
+                meter.record(who.project_id, who.key_id, model, usage)
+            quotas.settle(admission, int((usage or {}).get("total_tokens") or 0))
+        return done
+
+    def finish(reply: dict[str, Any], done: Callable[[dict[str, Any] | None], None],
+               admission: Admission | None) -> Response:
+        done(reply["body"].get("usage") if reply["status"] == 200 else None)
+        response = _reply(reply)
+        response.headers.update(admission.headers if admission else {})
+        return response
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -208,20 +234,25 @@ def build_api(
         )
         await _require_task(models, req.model, "chat", "/v1/chat/completions")
         body = engine_body(req)
-        meter_usage = metering(who, req.model)
-        if not req.stream:
-            reply = await models.chat(req.model, body)
-            if reply["status"] == 200 and "usage" in reply["body"]:
-                meter_usage(reply["body"]["usage"])
-            return _reply(reply)
-        stream = models.chat_stream(req.model, body, req.include_usage)
-        first = await anext(stream)
-        if isinstance(first, dict):
-            return _reply(first)
-        return StreamingResponse(
-            _sse(first, stream, request.state.request_id, meter_usage),
-            media_type="text/event-stream",
-        )
+        admission = await quotas.admit(who.project_id, chat_reservation(req))
+        done = on_usage(who, req.model, admission)
+        streaming = False
+        try:
+            if not req.stream:
+                return finish(await models.chat(req.model, body), done, admission)
+            stream = models.chat_stream(req.model, body, req.include_usage)
+            first = await anext(stream)
+            if isinstance(first, dict):
+                return finish(first, done, admission)
+            streaming = True  # from here on, the stream settles when it ends
+            return StreamingResponse(
+                _sse(first, stream, request.state.request_id, done),
+                media_type="text/event-stream",
+                headers=admission.headers if admission else None,
+            )
+        finally:
+            if not streaming:
+                quotas.settle(admission, 0)  # no-op once settled
 
     async def embeddings(request: Request) -> Response:
         who = await caller(request, "model")
@@ -229,10 +260,13 @@ def build_api(
             EmbeddingRequest, await read_json(request, max_body_bytes)
         )
         await _require_task(models, req.model, "embedding", "/v1/embeddings")
-        reply = await models.embed(req.model, req.model_dump(exclude_none=True))
-        if reply["status"] == 200 and "usage" in reply["body"]:
-            metering(who, req.model)(reply["body"]["usage"])
-        return _reply(reply)
+        admission = await quotas.admit(who.project_id,
+                                       estimate_tokens(sum(len(t) for t in req.texts)))
+        try:
+            reply = await models.embed(req.model, req.model_dump(exclude_none=True))
+            return finish(reply, on_usage(who, req.model, admission), admission)
+        finally:
+            quotas.settle(admission, 0)
 
     async def usage(request: Request) -> Response:
         who = await caller(request, "usage")
@@ -292,7 +326,7 @@ async def _sse(
     first: str,
     rest: AsyncIterator[StreamItem],
     request_id: str,
-    meter_usage: Callable[[dict[str, Any]], None],
+    done: Callable[[dict[str, Any] | None], None],
 ) -> AsyncIterator[str]:
     """SSE frames as the engine made them, metered once the stream ends, however it ends.
 
@@ -320,5 +354,4 @@ async def _sse(
     finally:
         if final_usage is None and last_usage_frame is not None:
             final_usage = json.loads(last_usage_frame.removeprefix("data: "))["usage"]
-        if final_usage is not None:
-            meter_usage(final_usage)
+        done(final_usage)

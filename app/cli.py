@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     create = projects.add_parser("create", parents=[json_flag], help="create a project")
     create.add_argument("name")
     projects.add_parser("list", parents=[json_flag], help="list projects")
+    update = projects.add_parser("update", parents=[json_flag], help="set a project's quotas")
+    update.add_argument("project_id")
+    update.add_argument("--rpm", type=int, help="requests per minute; 0 = unlimited")
+    update.add_argument("--tpm", type=int, help="tokens per minute; 0 = unlimited")
 
     keys = groups.add_parser("keys", help="API keys").add_subparsers(
         dest="command", required=True)
@@ -76,8 +80,11 @@ def _base_url(config: Path | None) -> str:
 
 def _run(args: argparse.Namespace, store: Store) -> Any:
     if args.group == "projects":
-        return store.create_project(args.name) if args.command == "create" else (
-            store.list_projects())
+        if args.command == "create":
+            return store.create_project(args.name)
+        if args.command == "update":
+            return store.update_project(args.project_id, args.rpm, args.tpm)
+        return store.list_projects()
     if args.group == "keys":
         if args.command == "create":
             projects = None if args.organization else args.project

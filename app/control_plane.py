@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from ray import serve
 
+from app.quotas import Grant, QuotaBook
 from app.store import KeyRecord, Store
 
 
@@ -27,12 +28,18 @@ class ControlPlaneAPI(Protocol):
 
     async def usage(self, project_id: str | None, since: str | None) -> list[dict[str, Any]]: ...
 
+    async def project_limits(self, project_id: str) -> tuple[int, int]: ...
+
+    async def quota_grant(self, project_id: str, need: tuple[int, int],
+                          want: tuple[int, int]) -> Grant: ...
+
 
 class AsyncStore:
     """The store's calls the ingress needs, off the event loop (SQLite blocks)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.quotas = QuotaBook()
 
     async def key_by_hash(self, digest: str) -> KeyRecord | None:
         return await asyncio.to_thread(self.store.key_by_hash, digest)
@@ -48,6 +55,14 @@ class AsyncStore:
 
     async def usage(self, project_id: str | None, since: str | None) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.store.usage, project_id, since)
+
+    async def project_limits(self, project_id: str) -> tuple[int, int]:
+        return await asyncio.to_thread(self.store.project_limits, project_id)
+
+    async def quota_grant(self, project_id: str, need: tuple[int, int],
+                          want: tuple[int, int]) -> Grant:
+        rpm, tpm = await self.project_limits(project_id)
+        return self.quotas.grant(project_id, rpm, tpm, need, want)
 
 
 @serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)

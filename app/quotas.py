@@ -15,7 +15,7 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from app.errors import APIError
 
@@ -115,10 +115,11 @@ class QuotaGate:
     async def limits(self, project: str) -> tuple[int, int]:
         now = time.monotonic()
         cached = self._limits.get(project)
-        if cached is None or now - cached[0] >= LIMITS_CACHE_SECONDS:
-            cached = (now, tuple(await self.control_plane.project_limits(project)))  # type: ignore[assignment]
-            self._limits[project] = cached
-        return cached[1]
+        if cached is not None and now - cached[0] < LIMITS_CACHE_SECONDS:
+            return cached[1]
+        rpm, tpm = await self.control_plane.project_limits(project)
+        self._limits[project] = (now, (rpm, tpm))
+        return rpm, tpm
 
     async def admit(self, project: str, tokens: int) -> Admission | None:
         """Reserve one request and ``tokens``; None when the project has no limits.
@@ -202,6 +203,3 @@ def _rate_limited(which: str, rpm: int, tpm: int, grant: Grant) -> APIError:
         headers=headers,
     )
 
-
-def grant_to_wire(grant: Grant) -> dict[str, Any]:
-    return grant.__dict__.copy()

@@ -37,7 +37,9 @@ CREATE TABLE IF NOT EXISTS projects (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     is_default INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    rpm INTEGER NOT NULL DEFAULT 0,  -- requests per minute; 0 = unlimited
+    tpm INTEGER NOT NULL DEFAULT 0   -- tokens per minute; 0 = unlimited
 );
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
@@ -117,6 +119,11 @@ class Store:
         try:
             schema.execute("PRAGMA journal_mode=WAL")
             schema.executescript(_SCHEMA)  # commits by itself: kept out of _db's transaction
+            columns = {row[1] for row in schema.execute("PRAGMA table_info(projects)")}
+            for column in ("rpm", "tpm"):  # stores made before quotas existed
+                if column not in columns:
+                    schema.execute(
+                        f"ALTER TABLE projects ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
         finally:
             schema.close()
         with self._db() as db:
@@ -146,7 +153,7 @@ class Store:
     def create_project(self, name: str) -> dict[str, Any]:
         if not name.strip():
             raise StoreError("a project needs a non-empty name")
-        project = {"id": str(uuid.uuid4()), "name": name, "default": False}
+        project = {"id": str(uuid.uuid4()), "name": name, "default": False, "rpm": 0, "tpm": 0}
         with self._db() as db:
             db.execute(
                 "INSERT INTO projects (id, name, is_default, created_at) VALUES (?, ?, 0, ?)",
@@ -157,9 +164,30 @@ class Store:
     def list_projects(self) -> list[dict[str, Any]]:
         with self._db() as db:
             rows = db.execute(
-                "SELECT id, name, is_default FROM projects ORDER BY created_at, name"
+                "SELECT id, name, is_default, rpm, tpm FROM projects ORDER BY created_at, name"
             ).fetchall()
-        return [{"id": r[0], "name": r[1], "default": bool(r[2])} for r in rows]
+        return [{"id": r[0], "name": r[1], "default": bool(r[2]), "rpm": r[3], "tpm": r[4]}
+                for r in rows]
+
+    def update_project(self, project_id: str, rpm: int | None = None,
+                       tpm: int | None = None) -> dict[str, Any]:
+        """Set a project's quotas; None leaves one as it is, 0 makes it unlimited."""
+        for name, value in (("rpm", rpm), ("tpm", tpm)):
+            if value is not None and value < 0:
+                raise StoreError(f"--{name} must be 0 (unlimited) or more")
+        with self._db() as db:
+            changed = db.execute(
+                "UPDATE projects SET rpm = COALESCE(?, rpm), tpm = COALESCE(?, tpm) "
+                "WHERE id = ?", (rpm, tpm, project_id)).rowcount
+        if not changed:
+            raise StoreError(f"unknown project {project_id!r}")
+        project = self.project(project_id)
+        assert project is not None
+        return project
+
+    def project_limits(self, project_id: str) -> tuple[int, int]:
+        project = self.project(project_id)
+        return (0, 0) if project is None else (project["rpm"], project["tpm"])
 
     def project(self, project_id: str) -> dict[str, Any] | None:
         return next((p for p in self.list_projects() if p["id"] == project_id), None)

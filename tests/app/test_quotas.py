@@ -1,0 +1,115 @@
+"""Per-project quotas: the control plane's book, the ingress gate, and the API's answers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from app.api import build_api
+from app.control_plane import AsyncStore
+from app.errors import APIError
+from app.quotas import QuotaBook, QuotaGate
+from app.store import Store
+from tests.app.test_api import CHAT, EMBED, FakeModelsForTests
+
+
+def test_book_grants_until_the_minute_is_spent_then_starts_afresh() -> None:
+    book = QuotaBook()
+    t = 600.0  # the start of a minute
+    assert book.grant("p", 3, 0, (1, 0), (2, 0), now=t).requests == 2
+    assert book.grant("p", 3, 0, (1, 0), (2, 0), now=t + 1).requests == 1
+    assert book.grant("p", 3, 0, (1, 0), (2, 0), now=t + 2).refused == "requests"
+    assert book.grant("p", 3, 0, (1, 0), (1, 0), now=t + 60).requests == 1
+    assert book.grant("q", 0, 50, (0, 60), (0, 5), now=t).refused == "tokens"
+
+
+async def test_gates_on_several_replicas_share_one_limit(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    project = store.create_project("p")["id"]
+    store.update_project(project, rpm=25)
+    control_plane = AsyncStore(store)
+    gates = [QuotaGate(control_plane) for _ in range(3)]  # three ingress replicas
+    admitted = refused = 0
+    for i in range(40):
+        try:
+            await gates[i % 3].admit(project, 10)
+            admitted += 1
+        except APIError as exc:
+            assert exc.status == 429 and exc.code == "rate_limit_requests"
+            refused += 1
+    # Allowances are slices of what is left: a replica may be refused while another
+    # still holds a slice, but together they never admit more than the limit.
+    assert admitted <= 25 and refused == 40 - admitted and admitted >= 20
+
+
+async def test_unlimited_projects_never_ask_the_control_plane(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    gate = QuotaGate(AsyncStore(store))
+    project = store.default_project_id()
+    assert await gate.admit(project, 10**9) is None
+    assert await asyncio.gather(*(gate.admit(project, 1) for _ in range(100))) == [None] * 100
+
+
+@pytest.fixture
+def limited(tmp_path: Path) -> tuple[TestClient, Store, str]:
+    store = Store(tmp_path)
+    project = store.default_project_id()
+    key = store.create_key(["GenerativeApisModelAccess"], [project])["secret_key"]
+    client = TestClient(build_api(FakeModelsForTests(), AsyncStore(store)),
+                        raise_server_exceptions=False,
+                        headers={"Authorization": f"Bearer {key}"})
+    return client, store, project
+
+
+def test_requests_quota_headers_and_429(limited: tuple[TestClient, Store, str]) -> None:
+    client, store, project = limited
+    store.update_project(project, rpm=2)
+    body = {"model": EMBED, "input": "hello"}
+    first = client.post("/v1/embeddings", json=body)
+    assert first.status_code == 200
+    assert first.headers["x-ratelimit-limit-requests"] == "2"
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    assert first.headers["x-ratelimit-reset-requests"].endswith("s")
+    assert "x-ratelimit-limit-tokens" not in first.headers
+    assert client.post("/v1/embeddings", json=body).status_code == 200
+    refused = client.post("/v1/embeddings", json=body)
+    assert refused.status_code == 429
+    err = refused.json()["error"]
+    assert err["type"] == "rate_limit_error" and err["code"] == "rate_limit_requests"
+    assert "requests" in err["message"]
+    assert int(refused.headers["retry-after"]) >= 1
+
+
+def test_tokens_quota_reserves_max_tokens(limited: tuple[TestClient, Store, str]) -> None:
+    client, store, project = limited
+    store.update_project(project, tpm=300)
+    msgs = [{"role": "user", "content": "hi"}]
+    ok = client.post("/v1/chat/completions", json={"model": CHAT, "messages": msgs,
+                                                   "max_tokens": 100})
+    assert ok.status_code == 200 and ok.headers["x-ratelimit-limit-tokens"] == "300"
+    refused = client.post("/v1/chat/completions", json={"model": CHAT, "messages": msgs,
+                                                        "max_tokens": 400})
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limit_tokens"
+    assert "tokens" in refused.json()["error"]["message"]
+
+
+def test_cli_sets_quotas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from app.cli import main
+
+    monkeypatch.setenv("INFERENCE_STATE_DIR", str(tmp_path))
+    assert main(["projects", "create", "team", "--json"]) == 0
+    project = json.loads(capsys.readouterr().out)["id"]
+    assert main(["projects", "update", project, "--rpm", "60", "--tpm", "1000", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rpm"] == 60
+    assert main(["projects", "update", project, "--rpm", "0", "--json"]) == 0
+    updated = json.loads(capsys.readouterr().out)
+    assert (updated["rpm"], updated["tpm"]) == (0, 1000)
+    assert main(["projects", "update", "nope", "--rpm", "1", "--json"]) == 2
+    assert "error" in json.loads(capsys.readouterr().out)
