@@ -23,7 +23,8 @@ TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: "yes" is not a boolean and "64" is not a number; JSON types are taken as sent.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # --- chat messages -------------------------------------------------------------------------
