@@ -9,9 +9,11 @@ Middleware order, outermost first, and why:
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -37,6 +39,7 @@ from app.usage import UsageMeter
 logger = logging.getLogger("inference.api")
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+DEFAULT_REQUEST_TIMEOUT_S = 600.0
 REQUEST_ID_HEADER = "x-request-id"
 
 
@@ -186,6 +189,7 @@ def build_api(
     control_plane: ControlPlaneAPI,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
     add_request_id_header: bool = True,
     usage_flush_seconds: float = 1.0,
 ) -> Starlette:
@@ -237,16 +241,20 @@ def build_api(
         admission = await quotas.admit(who.project_id, chat_reservation(req))
         done = on_usage(who, req.model, admission)
         streaming = False
+        deadline = time.monotonic() + request_timeout_s
         try:
             if not req.stream:
-                return finish(await models.chat(req.model, body), done, admission)
+                async with _deadline(deadline):
+                    reply = await models.chat(req.model, body)
+                return finish(reply, done, admission)
             stream = models.chat_stream(req.model, body, req.include_usage)
-            first = await anext(stream)
+            async with _deadline(deadline):
+                first = await anext(stream)
             if isinstance(first, dict):
                 return finish(first, done, admission)
             streaming = True  # from here on, the stream settles when it ends
             return StreamingResponse(
-                _sse(first, stream, request.state.request_id, done),
+                _sse(first, stream, request.state.request_id, done, deadline),
                 media_type="text/event-stream",
                 headers=admission.headers if admission else None,
             )
@@ -263,7 +271,8 @@ def build_api(
         admission = await quotas.admit(who.project_id,
                                        estimate_tokens(sum(len(t) for t in req.texts)))
         try:
-            reply = await models.embed(req.model, req.model_dump(exclude_none=True))
+            async with _deadline(time.monotonic() + request_timeout_s):
+                reply = await models.embed(req.model, req.model_dump(exclude_none=True))
             return finish(reply, on_usage(who, req.model, admission), admission)
         finally:
             quotas.settle(admission, 0)
@@ -314,6 +323,27 @@ def build_api(
     return app
 
 
+def timed_out() -> APIError:
+    return APIError(
+        503,
+        "The request did not finish within the service's deadline; retry, or ask for fewer "
+        "tokens.",
+        code="request_timeout",
+        headers={"Retry-After": "1"},
+    )
+
+
+@asynccontextmanager
+async def _deadline(when: float) -> AsyncIterator[None]:
+    """Cancel the work inside (which aborts an engine request) once ``when`` passes."""
+    try:
+        async with asyncio.timeout_at(asyncio.get_running_loop().time()
+                                      + max(0.0, when - time.monotonic())):
+            yield
+    except TimeoutError:
+        raise timed_out() from None
+
+
 def _is_day(text: str) -> bool:
     try:
         datetime.date.fromisoformat(text)
@@ -327,19 +357,29 @@ async def _sse(
     rest: AsyncIterator[StreamItem],
     request_id: str,
     done: Callable[[dict[str, Any] | None], None],
+    deadline: float,
 ) -> AsyncIterator[str]:
     """SSE frames as the engine made them, metered once the stream ends, however it ends.
 
     The chat deployment sends the final usage as a dict when the client did not ask for
     OpenAI's trailing usage chunk; otherwise the last frame with ``usage`` holds the counts
     (for a stream the client cut off: the tokens generated until the cut). A failure after the
-    first byte becomes an error event followed by ``[DONE]`` (CONTRACT.md).
+    first byte becomes an error event followed by ``[DONE]`` (CONTRACT.md), and so does the
+    deadline passing.
     """
     last_usage_frame: str | None = first if '"usage"' in first else None
     final_usage: dict[str, Any] | None = None
     try:
         yield first
-        async for item in rest:
+        while True:
+            try:
+                item = await asyncio.wait_for(anext(rest), deadline - time.monotonic())
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                yield f"data: {json.dumps(timed_out().body())}\n\n"
+                yield "data: [DONE]\n\n"
+                break
             if isinstance(item, dict):
                 final_usage = item.get("usage")
                 continue

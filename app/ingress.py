@@ -7,7 +7,7 @@ from typing import Any
 from ray import serve
 from starlette.applications import Starlette
 
-from app.api import DEFAULT_MAX_BODY_BYTES, build_api
+from app.api import build_api
 from app.backend import ServeModels
 from app.control_plane import RemoteCalls
 
@@ -19,18 +19,19 @@ class Ingress:
         self,
         models: dict[str, tuple[str, Any]],
         control_plane: Any,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        limits: dict[str, Any],
     ) -> None:
-        # models: public model id -> (task, handle of the deployment that serves it)
+        # models: public model id -> (task, handle of the deployment that serves it);
+        # limits: build_api's keyword limits (max_body_bytes, request_timeout_s).
         self.models = ServeModels(models)
         self.control_plane = RemoteCalls(control_plane)
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits
 
     def __serve_build_asgi_app__(self) -> Starlette:
         # Serve's proxy mints or echoes x-request-id and sets it on every response.
         return build_api(
             self.models,
             self.control_plane,
-            max_body_bytes=self.max_body_bytes,
+            **self.limits,
             add_request_id_header=False,
         )

@@ -37,5 +37,5 @@ def build_app(args: dict[str, Any]) -> Application:
     control_plane = ControlPlane.bind(str(state_dir()))  # type: ignore[attr-defined]
     ingress: Deployment = Ingress  # type: ignore[assignment]
     return ingress.options(**config.ingress.deployment.serve_options()).bind(
-        handles, control_plane, config.ingress.max_body_bytes
+        handles, control_plane, config.ingress.limits()
     )

@@ -128,6 +128,14 @@ class IngressSpec(Strict):
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Largest request body accepted; larger is a 413."
     )
+    request_timeout_s: float = Field(
+        600.0, gt=0, description="Deadline for one request, streams included; past it the "
+        "engine request is aborted and the client gets a 503 (or an error event)."
+    )
+
+    def limits(self) -> dict[str, Any]:
+        return {"max_body_bytes": self.max_body_bytes,
+                "request_timeout_s": self.request_timeout_s}
 
 
 class AppConfig(Strict):

@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from app.api import build_api
 from app.backend import Reply, StreamItem
+from app.control_plane import AsyncStore
 from app.errors import model_not_found
 from app.protocol import ModelCard
+from app.store import Store
 
 CHAT = "org/chat-model:bf16"
 EMBED = "org/embed-model:fp32"
@@ -183,3 +186,31 @@ def test_a_bug_is_a_generic_500_with_the_request_id(
     err = assert_error(resp, 500, "server_error")
     assert "r1" in err["message"] and "secret" not in err["message"]
     assert resp.headers["x-request-id"] == "r1"
+
+
+def test_deadline_is_a_503_and_a_stream_error_event(models: FakeModelsForTests, store: Store,
+                                                     key: str) -> None:
+    import asyncio
+
+    async def slow_chat(model: str, body: dict[str, Any]) -> Reply:
+        await asyncio.sleep(5)
+        return {"status": 200, "body": {}}
+
+    async def slow_stream(model: str, body: dict[str, Any], include_usage: bool
+                          ) -> AsyncIterator[StreamItem]:
+        yield 'data: {"n": 0}\n\n'
+        await asyncio.sleep(5)
+        yield "data: [DONE]\n\n"
+
+    models.chat = slow_chat  # type: ignore[method-assign]
+    models.chat_stream = slow_stream  # type: ignore[method-assign]
+    app = build_api(models, AsyncStore(store), request_timeout_s=0.3)
+    client = TestClient(app, raise_server_exceptions=False,
+                        headers={"Authorization": f"Bearer {key}"})
+    resp = client.post("/v1/chat/completions", json=chat_body())
+    err = assert_error(resp, 503, "overloaded_error")
+    assert err["code"] == "request_timeout" and resp.headers["retry-after"] == "1"
+    events = [e for e in client.post("/v1/chat/completions",
+                                     json=chat_body(stream=True)).text.split("\n\n") if e]
+    assert json.loads(events[1].removeprefix("data: "))["error"]["code"] == "request_timeout"
+    assert events[-1] == "data: [DONE]"
