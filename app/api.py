@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import metrics
 from app.auth import Authenticator, Caller, Need
 from app.backend import ModelBackend, StreamItem
 from app.control_plane import ControlPlaneAPI
@@ -76,28 +77,42 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         request_id = _incoming_request_id(scope) or f"req_{uuid.uuid4().hex}"
-        scope.setdefault("state", {})["request_id"] = request_id
-        started = False
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["arrived"] = time.monotonic()
+        status = 500
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal status
             if message["type"] == "http.response.start":
-                started = True
-                if not self.add_header:
-                    await send(message)
-                    return
-                headers = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
-                message = {**message, "headers": headers}
+                status = message["status"]
+                if self.add_header:
+                    headers = list(message.get("headers", []))
+                    headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                    message = {**message, "headers": headers}
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
             logger.exception("request %s failed", request_id)
-            if started:
+            if status != 500:  # the response had started: nothing more can be sent
                 raise
             await error_response(server_error(request_id), request_id)(scope, receive, send)
+        finally:
+            _observe(scope, state, status)
+
+
+def _observe(scope: Scope, state: dict[str, Any], status: int) -> None:
+    """Requests by status and their latency, tagged by what the handler learned."""
+    route = scope.get("path", "").rsplit("/v1/", 1)[-1].split("/", 1)[0] or "other"
+    if route not in ("chat", "embeddings", "models", "usage"):
+        route = "health" if scope.get("path") == "/health" else "other"
+    model = state.get("model", "")
+    metrics.requests.inc(tags={"route": route, "model": model,
+                               "project": state.get("project", ""), "status": str(status)})
+    metrics.latency.observe(time.monotonic() - state["arrived"],
+                            tags={"route": route, "model": model, "status": str(status)})
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
@@ -198,7 +213,9 @@ def build_api(
     quotas = QuotaGate(control_plane)
 
     async def caller(request: Request, need: Need) -> Caller:
-        return await auth.caller(request.headers, request.path_params.get("project"), need)
+        who = await auth.caller(request.headers, request.path_params.get("project"), need)
+        request.state.project = who.project_id
+        return who
 
     def on_usage(who: Caller, model: str, admission: Admission | None
                  ) -> Callable[[dict[str, Any] | None], None]:
@@ -207,6 +224,10 @@ def build_api(
         def done(usage: dict[str, Any] | None) -> None:
             if usage is not None:
                 meter.record(who.project_id, who.key_id, model, usage)
+                tags = {"model": model, "project": who.project_id}
+                metrics.prompt_tokens.inc(int(usage.get("prompt_tokens") or 0), tags=tags)
+                metrics.completion_tokens.inc(int(usage.get("completion_tokens") or 0),
+                                              tags=tags)
             quotas.settle(admission, int((usage or {}).get("total_tokens") or 0))
         return done
 
@@ -237,6 +258,7 @@ def build_api(
             ChatCompletionRequest, await read_json(request, max_body_bytes)
         )
         await _require_task(models, req.model, "chat", "/v1/chat/completions")
+        request.state.model = req.model
         body = engine_body(req)
         admission = await quotas.admit(who.project_id, chat_reservation(req))
         done = on_usage(who, req.model, admission)
@@ -254,7 +276,8 @@ def build_api(
                 return finish(first, done, admission)
             streaming = True  # from here on, the stream settles when it ends
             return StreamingResponse(
-                _sse(first, stream, request.state.request_id, done, deadline),
+                _sse(first, stream, request.state.request_id, done, deadline,
+                     _token_clock(req.model, request.state.arrived)),
                 media_type="text/event-stream",
                 headers=admission.headers if admission else None,
             )
@@ -268,6 +291,7 @@ def build_api(
             EmbeddingRequest, await read_json(request, max_body_bytes)
         )
         await _require_task(models, req.model, "embedding", "/v1/embeddings")
+        request.state.model = req.model
         admission = await quotas.admit(who.project_id,
                                        estimate_tokens(sum(len(t) for t in req.texts)))
         try:
@@ -323,6 +347,23 @@ def build_api(
     return app
 
 
+def _token_clock(model: str, arrived: float) -> Callable[[], None]:
+    """Observes time to first token on the first call, the gap between chunks after."""
+    last: float | None = None
+    tags = {"model": model}
+
+    def tick() -> None:
+        nonlocal last
+        now = time.monotonic()
+        if last is None:
+            metrics.ttft.observe(now - arrived, tags=tags)
+        else:
+            metrics.itl.observe(now - last, tags=tags)
+        last = now
+
+    return tick
+
+
 def timed_out() -> APIError:
     return APIError(
         503,
@@ -358,6 +399,7 @@ async def _sse(
     request_id: str,
     done: Callable[[dict[str, Any] | None], None],
     deadline: float,
+    tick: Callable[[], None],
 ) -> AsyncIterator[str]:
     """SSE frames as the engine made them, metered once the stream ends, however it ends.
 
@@ -370,6 +412,7 @@ async def _sse(
     last_usage_frame: str | None = first if '"usage"' in first else None
     final_usage: dict[str, Any] | None = None
     try:
+        tick()
         yield first
         while True:
             try:
@@ -385,6 +428,7 @@ async def _sse(
                 continue
             if '"usage"' in item:
                 last_usage_frame = item
+            tick()
             yield item
     except Exception:
         logger.exception("stream %s failed after it started", request_id)

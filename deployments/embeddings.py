@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from app import metrics
 from deployments.builtin_models import resolve
 from deployments.config import ModelSpec
 
@@ -79,10 +80,17 @@ class EmbeddingDeployment:
         }
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def _encode_one(self, texts: list[str]) -> list[np.ndarray]:
+    async def _encode_one(self, items: list[tuple[str, float]]) -> list[np.ndarray]:
+        # Each item is (text, when it was queued).
+        started = time.monotonic()
+        tags = {"model": self.spec.id}
+        metrics.embedding_batch_size.observe(len(items), tags=tags)
+        for _, queued in items:
+            metrics.embedding_queue_wait.observe(started - queued, tags=tags)
         # encode() holds the CPU; a thread keeps the replica answering health checks.
         vectors = await asyncio.to_thread(
-            self.model.encode, texts, normalize_embeddings=True, convert_to_numpy=True
+            self.model.encode, [text for text, _ in items], normalize_embeddings=True,
+            convert_to_numpy=True,
         )
         return list(vectors)
 
@@ -109,7 +117,8 @@ class EmbeddingDeployment:
                         f"{self.max_tokens} tokens per input.",
                         "input",
                     )
-        vectors = await asyncio.gather(*(self._encode_one(text) for text in texts))
+        queued = time.monotonic()
+        vectors = await asyncio.gather(*(self._encode_one((text, queued)) for text in texts))
         encoding = body.get("encoding_format") or "float"
         prompt_tokens = sum(min(c, self.max_tokens) for c in counts)
         return {
