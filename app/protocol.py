@@ -212,11 +212,17 @@ class EmbeddingRequest(Strict):
     encoding_format: Literal["float", "base64"] = "float"  # extension
     dimensions: int | None = Field(None, ge=1)  # extension
     user: str | None = None
+    # extension (vLLM's spelling): the client asks for truncation explicitly; -1 = to the
+    # model's maximum sequence length, N = to at most N tokens. Absent: too long is a 400.
+    truncate_prompt_tokens: int | None = Field(None, ge=-1)
 
     @model_validator(mode="after")
     def _no_empty_strings(self) -> EmbeddingRequest:
         if any(text == "" for text in self.texts):
             raise ParamError("input", "an input must not be an empty string")
+        if self.truncate_prompt_tokens == 0:
+            raise ParamError("truncate_prompt_tokens",
+                             "'truncate_prompt_tokens' must be -1 or at least 1")
         return self
 
     @property

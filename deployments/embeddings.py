@@ -98,6 +98,12 @@ class EmbeddingDeployment:
         encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
+    def _truncated(self, text: str, limit: int) -> str:
+        """``text`` cut to at most ``limit`` tokens, special tokens included."""
+        special = len(self.tokenizer("", add_special_tokens=True)["input_ids"])
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return str(self.tokenizer.decode(ids[: max(1, limit - special)]))
+
     async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
         texts: list[str] = [body["input"]] if isinstance(body["input"], str) else body["input"]
         dimensions = body.get("dimensions")
@@ -108,7 +114,13 @@ class EmbeddingDeployment:
                 "dimensions",
             )
         counts = self._token_counts(texts)
-        if not self.truncate:
+        asked = body.get("truncate_prompt_tokens")
+        if asked is not None:  # the client asked for truncation explicitly
+            limit = self.max_tokens if asked == -1 else min(asked, self.max_tokens)
+            texts = [self._truncated(t, limit) if c > limit else t
+                     for t, c in zip(texts, counts, strict=True)]
+            counts = [min(c, limit) for c in counts]
+        elif not self.truncate:
             for index, count in enumerate(counts):
                 if count > self.max_tokens:
                     where = "input" if isinstance(body["input"], str) else f"input[{index}]"

@@ -106,6 +106,7 @@ EMBED_CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("dimensions-zero", embed(dimensions=0), "dimensions"),
     ("dimensions-string", embed(dimensions="64"), "dimensions"),
     ("unknown-field", embed(truncate=True), "truncate"),
+    ("truncate-zero", embed(truncate_prompt_tokens=0), "truncate_prompt_tokens"),
 ]
 
 

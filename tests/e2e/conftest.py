@@ -58,6 +58,9 @@ def admin_key(state_dir: Path) -> str:
     return str(first["key"]["secret_key"])
 
 
+METRICS_PORT = _free_port()
+
+
 @pytest.fixture(scope="session")
 def base_url(state_dir: Path) -> Iterator[str]:
     import ray
@@ -68,7 +71,7 @@ def base_url(state_dir: Path) -> Iterator[str]:
 
     args = app_args_from_serve_config(ROOT / "config" / "laptop.yaml")
     port = _free_port()
-    ray.init(include_dashboard=False, log_to_driver=False)
+    ray.init(include_dashboard=False, log_to_driver=False, _metrics_export_port=METRICS_PORT)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(args), name="inference", route_prefix="/")

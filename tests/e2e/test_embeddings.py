@@ -80,3 +80,18 @@ def test_bad_inputs_are_400_naming_input(client: openai.OpenAI, inputs: object,
 def test_chat_model_on_the_embeddings_route_is_refused(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError):
         client.embeddings.create(model=CHAT_MODEL, input="x")
+
+
+def test_truncation_only_when_the_client_asks(http: object) -> None:
+    import httpx
+
+    assert isinstance(http, httpx.Client)
+    long = "word " * 400
+    refused = http.post("/v1/embeddings", json={"model": EMBED_MODEL, "input": long})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "input"
+    cut = http.post("/v1/embeddings", json={"model": EMBED_MODEL, "input": long,
+                                            "truncate_prompt_tokens": -1}).json()
+    assert cut["usage"]["prompt_tokens"] == 256 and len(cut["data"][0]["embedding"]) == 384
+    short = http.post("/v1/embeddings", json={"model": EMBED_MODEL, "input": long,
+                                              "truncate_prompt_tokens": 10}).json()
+    assert short["usage"]["prompt_tokens"] == 10
