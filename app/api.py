@@ -225,9 +225,10 @@ def build_api(
             if usage is not None:
                 meter.record(who.project_id, who.key_id, model, usage)
                 tags = {"model": model, "project": who.project_id}
-                metrics.prompt_tokens.inc(int(usage.get("prompt_tokens") or 0), tags=tags)
-                metrics.completion_tokens.inc(int(usage.get("completion_tokens") or 0),
-                                              tags=tags)
+                for counter, field in ((metrics.prompt_tokens, "prompt_tokens"),
+                                       (metrics.completion_tokens, "completion_tokens")):
+                    if count := int(usage.get(field) or 0):  # Ray's counters refuse 0
+                        counter.inc(count, tags=tags)
             quotas.settle(admission, int((usage or {}).get("total_tokens") or 0))
         return done
 
