@@ -253,13 +253,19 @@ def build_api(
         card = next(c for c in await models.cards() if c.id == model_id)
         return JSONResponse(card.model_dump(exclude_none=True))
 
-    async def chat_completions(request: Request) -> Response:
+    async def model_request(
+        request: Request, schema: type[ChatCompletionRequest | EmbeddingRequest], task: str
+    ) -> tuple[Caller, Any]:
+        """Who calls, and their validated request for a model of ``task``: in this order,
+        so a caller without a key learns nothing about the body or the models."""
         who = await caller(request, "model")
-        req: ChatCompletionRequest = _validated(
-            ChatCompletionRequest, await read_json(request, max_body_bytes)
-        )
-        await _require_task(models, req.model, "chat", "/v1/chat/completions")
+        req = _validated(schema, await read_json(request, max_body_bytes))
+        await _require_task(models, req.model, task, request.url.path)
         request.state.model = req.model
+        return who, req
+
+    async def chat_completions(request: Request) -> Response:
+        who, req = await model_request(request, ChatCompletionRequest, "chat")
         body = engine_body(req)
         admission = await quotas.admit(who.project_id, chat_reservation(req))
         done = on_usage(who, req.model, admission)
@@ -287,12 +293,7 @@ def build_api(
                 quotas.settle(admission, 0)  # no-op once settled
 
     async def embeddings(request: Request) -> Response:
-        who = await caller(request, "model")
-        req: EmbeddingRequest = _validated(
-            EmbeddingRequest, await read_json(request, max_body_bytes)
-        )
-        await _require_task(models, req.model, "embedding", "/v1/embeddings")
-        request.state.model = req.model
+        who, req = await model_request(request, EmbeddingRequest, "embedding")
         admission = await quotas.admit(who.project_id,
                                        estimate_tokens(sum(len(t) for t in req.texts)))
         try:

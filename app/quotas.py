@@ -148,7 +148,8 @@ class QuotaGate:
                 allowance.left_tokens = grant.left_tokens
             allowance.requests -= 1 if rpm else 0
             allowance.tokens -= tokens
-            headers = _headers(rpm, tpm, allowance)
+            headers = _headers(rpm, tpm, allowance.left_requests + allowance.requests,
+                               allowance.left_tokens + allowance.tokens)
         return Admission(project, window, tokens, headers)
 
     def settle(self, admission: Admission | None, actual_tokens: int) -> None:
@@ -163,38 +164,23 @@ class QuotaGate:
             allowance.tokens += admission.reserved_tokens - actual_tokens
 
 
-def _headers(rpm: int, tpm: int, allowance: Allowance) -> dict[str, str]:
+def _headers(rpm: int, tpm: int, left_requests: int, left_tokens: int) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers for the limits a project has."""
     reset = f"{seconds_to_reset()}s"
     headers: dict[str, str] = {}
-    if rpm:
-        headers |= {
-            "x-ratelimit-limit-requests": str(rpm),
-            "x-ratelimit-remaining-requests": str(max(0, allowance.left_requests
-                                                      + allowance.requests)),
-            "x-ratelimit-reset-requests": reset,
-        }
-    if tpm:
-        headers |= {
-            "x-ratelimit-limit-tokens": str(tpm),
-            "x-ratelimit-remaining-tokens": str(max(0, allowance.left_tokens
-                                                    + allowance.tokens)),
-            "x-ratelimit-reset-tokens": reset,
-        }
+    for kind, limit, left in (("requests", rpm, left_requests), ("tokens", tpm, left_tokens)):
+        if limit:
+            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, left))
+            headers[f"x-ratelimit-reset-{kind}"] = reset
     return headers
 
 
 def _rate_limited(which: str, rpm: int, tpm: int, grant: Grant) -> APIError:
     limit = rpm if which == "requests" else tpm
+    headers = _headers(rpm, tpm, grant.left_requests, grant.left_tokens)
     reset = seconds_to_reset()
-    headers = {"Retry-After": str(reset)}
-    if rpm:
-        headers |= {"x-ratelimit-limit-requests": str(rpm),
-                    "x-ratelimit-remaining-requests": str(max(0, grant.left_requests)),
-                    "x-ratelimit-reset-requests": f"{reset}s"}
-    if tpm:
-        headers |= {"x-ratelimit-limit-tokens": str(tpm),
-                    "x-ratelimit-remaining-tokens": str(max(0, grant.left_tokens)),
-                    "x-ratelimit-reset-tokens": f"{reset}s"}
+    headers["Retry-After"] = str(reset)
     return APIError(
         429,
         f"This project's {which} per minute quota ({limit}) is spent; "
