@@ -1,0 +1,36 @@
+"""The vLLM seam's own decisions, without an engine."""
+
+from __future__ import annotations
+
+from deployments.config import ChatEngine
+from deployments.vllm_engine import _failure, _forced_tool_call, engine_cli_args
+
+TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
+         for n in ("a", "b")]
+
+
+def test_forced_tool_choices_become_one_call_under_a_schema() -> None:
+    named = _forced_tool_call({"tools": TOOLS, "tool_choice": {
+        "type": "function", "function": {"name": "b"}}})
+    assert named["tool_choice"] == "required" and named["parallel_tool_calls"] is False
+    assert [t["function"]["name"] for t in named["tools"]] == ["b"]
+    required = _forced_tool_call({"tools": TOOLS, "tool_choice": "required"})
+    assert required["parallel_tool_calls"] is False and len(required["tools"]) == 2
+    auto = {"tools": TOOLS, "tool_choice": "auto"}
+    assert _forced_tool_call(auto) == auto
+
+
+def test_context_errors_get_the_contracts_code_and_param() -> None:
+    prompt = _failure(400, "This model's maximum context length is 2048 tokens.", "input_tokens")
+    assert (prompt.code, prompt.param) == ("context_length_exceeded", "messages")
+    completion = _failure(400, "max_tokens=5000 cannot be greater than max_model_len=2048",
+                          "max_tokens")
+    assert (completion.code, completion.param) == (None, "max_tokens")
+
+
+def test_engine_flags_carry_the_config() -> None:
+    args = engine_cli_args("/m", "org/m:bf16", ChatEngine(max_model_len=1024,
+                                                           tool_call_parser="hermes"))
+    assert args[args.index("--max-model-len") + 1] == "1024"
+    assert "--enable-auto-tool-choice" in args
+    assert args[args.index("--generation-config") + 1] == "vllm"
