@@ -208,3 +208,19 @@ def test_max_tokens_beyond_the_context_is_refused(client: openai.OpenAI) -> None
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model=CHAT_MODEL, messages=CAPITAL, max_tokens=5000)
     assert info.value.param == "max_tokens"
+
+
+def test_control_characters_get_an_answer_and_lone_surrogates_a_400(
+        client: openai.OpenAI, http: object) -> None:
+    import httpx
+
+    assert isinstance(http, httpx.Client)
+    reply = client.chat.completions.create(
+        model=CHAT_MODEL, max_tokens=5,
+        messages=[{"role": "user", "content": "tab\there\u0000nul\u0007bell\u001besc\u202e"}])
+    assert reply.usage is not None and reply.usage.completion_tokens > 0
+    body = json.dumps({"model": CHAT_MODEL, "messages": [{"role": "user", "content": "aXb"}]})
+    raw = body.replace("aXb", "a\\ud800b").encode()  # JSON's escape for a lone surrogate
+    resp = http.post("/v1/chat/completions", content=raw,
+                     headers={"content-type": "application/json"})
+    assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request_error"
