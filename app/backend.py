@@ -50,60 +50,152 @@ def overloaded(model: str) -> APIError:
     )
 
 
+def replica_failed(model: str) -> APIError:
+    return APIError(
+        503,
+        f"The replica of the model '{model}' working on this request stopped; it is being "
+        "replaced, retry shortly.",
+        code="replica_failed",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def no_replica_ready(model: str, waited_s: float) -> APIError:
+    return APIError(
+        503,
+        f"No replica of the model '{model}' took the request within {waited_s:g} s (it may be "
+        "starting up from zero or busy); retry shortly.",
+        code="no_replica_ready",
+        headers={"Retry-After": str(COLD_START_RETRY_AFTER_SECONDS)},
+    )
+
+
+# Seconds a client should wait before retrying when no replica was ready (a start from zero
+# takes seconds to minutes: model loading).
+COLD_START_RETRY_AFTER_SECONDS = 5
+
+
+class ChatRequestBody(dict[str, Any]):
+    """A chat request body as it crosses the Serve handle: a plain dict that also shows its
+    ``messages`` as an attribute, which is where Serve's prefix-aware request router
+    (``PrefixCacheAffinityRouter``) reads the prompt from."""
+
+    @property
+    def messages(self) -> Any:
+        return self.get("messages")
+
+
 @contextmanager
 def _admission(model: str) -> Iterator[None]:
     """A full replica queue (Serve's ``max_queued_requests``) or no replica at all is a fast
     503 with ``Retry-After``, never a hang and never a 500 (the SDKs retry those)."""
+    from ray.exceptions import RayActorError
     from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
     try:
         yield
     except (BackPressureError, DeploymentUnavailableError) as exc:
         raise overloaded(model) from exc
+    except RayActorError as exc:
+        # The replica's process or node died with the request on it; Serve is replacing it.
+        raise replica_failed(model) from exc
 
 
 class ServeModels:
-    """Model deployments reached through Serve handles, keyed by public model id."""
+    """Model deployments reached through Serve handles, keyed by public model id.
 
-    def __init__(self, handles: dict[str, tuple[str, Any]]) -> None:
-        # model id -> (task, DeploymentHandle)
-        self._handles = handles
-        self._cards: list[ModelCard] | None = None
+    ``models`` maps a public model id to ``(task, handle, route)``; ``route`` holds what the
+    config says of the model: ``wait_for_replica_s`` (longest wait for a replica to take a
+    request, or None), ``scales_to_zero`` (it may have no replica at all) and ``card`` (its
+    model card as far as the config knows it).
+    """
+
+    def __init__(self, models: dict[str, tuple[str, Any, dict[str, Any]]]) -> None:
+        self._handles = models
+        self._described: dict[str, ModelCard] = {}
         self._lock = asyncio.Lock()
+        self._describing: set[str] = set()
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def cards(self) -> list[ModelCard]:
-        # Asked once: a model's card (context length, dimensions) is known only once its
-        # replica has loaded it, and it does not change while the app runs.
+        # A model's full card (context length, dimensions) comes from a replica that has
+        # loaded it, once; it does not change while the app runs. A model that may have no
+        # replica is not woken up for a listing: until one of its replicas has served, it
+        # lists with what the config says.
         async with self._lock:
-            if self._cards is None:
-                described = await asyncio.gather(
-                    *(handle.describe.remote() for _, handle in self._handles.values())
-                )
-                self._cards = [ModelCard.model_validate(d) for d in described]
-        return self._cards
+            ask = [m for m, (_, _, route) in self._handles.items()
+                   if m not in self._described and not route["scales_to_zero"]]
+            described = await asyncio.gather(
+                *(self._handles[m][1].describe.remote() for m in ask)
+            )
+            for model, card in zip(ask, described, strict=True):
+                self._described[model] = ModelCard.model_validate(card)
+        return [self._described.get(m) or ModelCard.model_validate(route["card"])
+                for m, (_, _, route) in self._handles.items()]
+
+    def _served(self, model: str) -> None:
+        """A request was served, so the model has a replica now: learn its full card."""
+        if model in self._described or model in self._describing:
+            return
+        self._describing.add(model)
+
+        async def describe() -> None:
+            try:
+                card = await self._handles[model][1].describe.remote()
+                self._described[model] = ModelCard.model_validate(card)
+            finally:
+                self._describing.discard(model)
+
+        task = asyncio.get_running_loop().create_task(describe())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def task_of(self, model: str) -> str:
         if model not in self._handles:
             raise model_not_found(model)
         return self._handles[model][0]
 
+    async def _assigned(self, model: str, response: Any) -> None:
+        """Wait until a replica has taken ``response``'s request, at most the model's
+        ``wait_for_replica_s``; past that the request is withdrawn and the client gets a 503
+        with Retry-After. (Serve resolves a handle call in two steps, replica assignment then
+        result; the first is reached through the response's assignment future.)"""
+        wait = self._handles[model][2]["wait_for_replica_s"]
+        if wait is None:
+            return
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(response._fetch_future_result_async()), wait
+            )
+        except TimeoutError:
+            response.cancel()
+            raise no_replica_ready(model, wait) from None
+
     async def chat(self, model: str, body: dict[str, Any]) -> Reply:
+        response = self._handles[model][1].chat.remote(ChatRequestBody(body))
         with _admission(model):
-            reply: Reply = await self._handles[model][1].chat.remote(body)
+            await self._assigned(model, response)
+            reply: Reply = await response
+        self._served(model)
         return reply
 
     async def chat_stream(
         self, model: str, body: dict[str, Any], include_usage: bool
     ) -> AsyncIterator[StreamItem]:
         handle = self._handles[model][1].options(stream=True)
-        items = handle.chat_stream.remote(body, include_usage)
+        items = handle.chat_stream.remote(ChatRequestBody(body), include_usage)
         with _admission(model):  # a rejection surfaces with the first item
+            await self._assigned(model, items)
             first = await anext(items)
+        self._served(model)
         yield first
         async for item in items:
             yield item
 
     async def embed(self, model: str, body: dict[str, Any]) -> Reply:
+        response = self._handles[model][1].embed.remote(body)
         with _admission(model):
-            reply: Reply = await self._handles[model][1].embed.remote(body)
+            await self._assigned(model, response)
+            reply: Reply = await response
+        self._served(model)
         return reply

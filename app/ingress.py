@@ -17,11 +17,12 @@ from app.control_plane import RemoteCalls
 class Ingress:
     def __init__(
         self,
-        models: dict[str, tuple[str, Any]],
+        models: dict[str, tuple[str, Any, dict[str, Any]]],
         control_plane: Any,
         limits: dict[str, Any],
     ) -> None:
-        # models: public model id -> (task, handle of the deployment that serves it);
+        # models: public model id -> (task, handle of the deployment that serves it, what
+        # the config says of it: see ServeModels);
         # limits: build_api's keyword limits (max_body_bytes, request_timeout_s).
         self.models = ServeModels(models)
         self.control_plane = RemoteCalls(control_plane)

@@ -264,7 +264,8 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str
     task: Literal["chat", "embedding"]  # extension
-    context_length: int  # extension
+    # extension; unknown (omitted) for a model scaled to zero that has not run yet
+    context_length: int | None = None
     dimensions: int | None = None  # extension: embeddings only
 
 

@@ -6,6 +6,7 @@ Serve passes the application's ``args`` from the config file; they are validated
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ray.serve import Application, Deployment
@@ -14,7 +15,7 @@ from app.control_plane import ControlPlane
 from app.ingress import Ingress
 from app.store import state_dir
 from deployments.chat import ChatDeployment
-from deployments.config import AppConfig
+from deployments.config import AppConfig, ModelSpec
 from deployments.embeddings import EmbeddingDeployment
 
 
@@ -25,17 +26,46 @@ def deployment_name(model_id: str) -> str:
 
 def build_app(args: dict[str, Any]) -> Application:
     config = AppConfig.model_validate(args)
-    handles: dict[str, tuple[str, Any]] = {}
+    handles: dict[str, tuple[str, Any, dict[str, Any]]] = {}
+    built = int(time.time())
     for spec in config.models:
         # @serve.deployment turns the classes into Deployments; mypy sees the classes.
         deployment: Deployment = ChatDeployment if spec.task == "chat" else EmbeddingDeployment  # type: ignore[assignment]
         bound = deployment.options(
-            name=deployment_name(spec.id), **spec.deployment.serve_options()
+            name=deployment_name(spec.id), **_with_router(spec.serve_options())
         ).bind(spec.model_dump())
-        handles[spec.id] = (spec.task, bound)
-    # Resolved here, where the service is started: replicas may run elsewhere.
-    control_plane = ControlPlane.bind(str(state_dir()))  # type: ignore[attr-defined]
+        handles[spec.id] = (spec.task, bound, _route(spec, built))
+    # Resolved here, where the service is started: replicas may run elsewhere. The control
+    # plane owns the SQLite store, so it stays on the head node, whose disk holds the state
+    # directory (on a laptop the only node is the head).
+    control_plane = ControlPlane.options(  # type: ignore[attr-defined]
+        ray_actor_options={"num_cpus": 0, "resources": {HEAD_NODE_RESOURCE: 0.001}}
+    ).bind(str(state_dir()))
     ingress: Deployment = Ingress  # type: ignore[assignment]
     return ingress.options(**config.ingress.deployment.serve_options()).bind(
         handles, control_plane, config.ingress.limits()
     )
+
+
+def _route(spec: ModelSpec, built: int) -> dict[str, Any]:
+    """What the ingress knows of a model from the config (see app.backend.ServeModels)."""
+    autoscaling = spec.deployment.autoscaling
+    return {
+        "wait_for_replica_s": spec.deployment.wait_for_replica_s,
+        "scales_to_zero": autoscaling is not None and autoscaling.min_replicas == 0,
+        "card": {"id": spec.id, "created": built, "owned_by": spec.owned_by, "task": spec.task,
+                 "context_length": spec.chat.max_model_len if spec.chat else None},
+    }
+
+
+# Ray gives every cluster's head node this resource (and no other node).
+HEAD_NODE_RESOURCE = "node:__internal_head__"
+
+
+def _with_router(options: dict[str, Any]) -> dict[str, Any]:
+    router = options.pop("request_router_config", None)
+    if router is not None:
+        from ray.serve.config import RequestRouterConfig
+
+        options["request_router_config"] = RequestRouterConfig(**router)
+    return options

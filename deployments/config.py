@@ -21,31 +21,120 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Resources(Strict):
-    """What one replica of a deployment asks Ray for, and how much work it takes at once."""
+PREFIX_CACHE_ROUTER = "ray.serve.llm.request_router.PrefixCacheAffinityRouter"
 
-    num_replicas: int = Field(1, ge=1, description="Replicas started; more serve more at once.")
+
+class Autoscaling(Strict):
+    """Replicas follow load: Serve's autoscaler adds one when the requests per replica stay
+    above the target for ``upscale_delay_s`` and removes one when they stay below it for
+    ``downscale_delay_s``. On a cluster, Ray's autoscaler then adds or removes the nodes
+    those replicas need."""
+
+    min_replicas: int = Field(1, ge=0, description="0 = scale to zero when idle; the first "
+                              "request then waits for a replica (see wait_for_replica_s).")
+    max_replicas: int = Field(ge=1, description="Upper bound on replicas.")
+    initial_replicas: int | None = Field(None, ge=0, description="Replicas at deploy time; "
+                                         "default min_replicas.")
+    target_ongoing_requests: float = Field(
+        2.0, gt=0, description="Requests per replica the autoscaler aims for."
+    )
+    upscale_delay_s: float = Field(30.0, ge=0, description="Load must stay high this long "
+                                   "before a replica is added.")
+    downscale_delay_s: float = Field(600.0, ge=0, description="Load must stay low this long "
+                                     "before a replica is removed.")
+    downscale_to_zero_delay_s: float | None = Field(
+        None, ge=0, description="Delay before the last replica goes (min_replicas 0); "
+        "default downscale_delay_s."
+    )
+    metrics_interval_s: float = Field(10.0, gt=0, description="How often replicas report load.")
+    look_back_period_s: float = Field(30.0, gt=0, description="Window load is averaged over.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})"
+            )
+        if self.initial_replicas is not None and not (
+            self.min_replicas <= self.initial_replicas <= self.max_replicas
+        ):
+            raise ValueError("initial_replicas must lie between min_replicas and max_replicas")
+        return self
+
+    def serve_config(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class Resources(Strict):
+    """What one replica of a deployment asks Ray for, how many replicas run, and how much
+    work each takes at once."""
+
+    num_replicas: int = Field(1, ge=1, description="Fixed replica count (without autoscaling).")
+    autoscaling: Autoscaling | None = Field(
+        None, description="Replicas follow load between min_replicas and max_replicas."
+    )
     num_cpus: float = Field(
         1.0, gt=0, description="CPU share Ray reserves per replica (fractions fit a laptop)."
     )
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica; 0 on a laptop.")
+    accelerator_type: str | None = Field(
+        None, description="Ray accelerator type the replica must run on (e.g. 'L4', "
+        "'A100-80G', 'H100'); the cluster's GPU node types advertise it."
+    )
     max_ongoing_requests: int = Field(
         64, ge=1, description="Requests one replica works on at once; higher = more batching."
     )
     max_queued_requests: int = Field(
         -1, ge=-1, description="Requests waiting for a replica; -1 = unbounded."
     )
+    wait_for_replica_s: float | None = Field(
+        None, gt=0, description="Longest a request waits for a replica to take it (scaling up "
+        "from zero, every replica busy); past it a 503 with Retry-After. None = up to the "
+        "ingress's request deadline."
+    )
+    request_router: Literal["power_of_two", "prefix_cache_affinity"] = Field(
+        "power_of_two", description="How requests pick a replica: Serve's power-of-two "
+        "choices, or (chat models) by prompt prefix so replicas reuse their prefix cache."
+    )
+    health_check_period_s: float = Field(
+        10.0, gt=0, description="How often Serve asks a replica whether its engine is alive."
+    )
+    health_check_timeout_s: float = Field(
+        30.0, gt=0, description="A health check slower than this counts as failed."
+    )
+
+    @model_validator(mode="after")
+    def _replicas_or_autoscaling(self) -> Resources:
+        if self.autoscaling is not None:
+            if "num_replicas" in self.model_fields_set:
+                raise ValueError("give either num_replicas or autoscaling, not both")
+            if self.autoscaling.target_ongoing_requests > self.max_ongoing_requests:
+                raise ValueError(
+                    "autoscaling.target_ongoing_requests exceeds max_ongoing_requests: the "
+                    "target could never be reached"
+                )
+        return self
 
     def serve_options(self) -> dict[str, Any]:
         actor: dict[str, Any] = {"num_cpus": self.num_cpus}
         if self.num_gpus:
             actor["num_gpus"] = self.num_gpus
-        return {
-            "num_replicas": self.num_replicas,
+        if self.accelerator_type:
+            actor["accelerator_type"] = self.accelerator_type
+        options: dict[str, Any] = {
             "ray_actor_options": actor,
             "max_ongoing_requests": self.max_ongoing_requests,
             "max_queued_requests": self.max_queued_requests,
+            "health_check_period_s": self.health_check_period_s,
+            "health_check_timeout_s": self.health_check_timeout_s,
         }
+        if self.autoscaling is not None:
+            options["autoscaling_config"] = self.autoscaling.serve_config()
+        else:
+            options["num_replicas"] = self.num_replicas
+        if self.request_router == "prefix_cache_affinity":
+            options["request_router_config"] = {"request_router_class": PREFIX_CACHE_ROUTER}
+        return options
 
 
 class ChatEngine(Strict):
@@ -118,7 +207,35 @@ class ModelSpec(Strict):
             if self.chat is not None:
                 raise ValueError(f"{self.id}: an embedding model takes 'embedding', not 'chat'")
             self.embedding = self.embedding or EmbeddingEngine()
+            if self.deployment.request_router != "power_of_two":
+                raise ValueError(f"{self.id}: prefix-cache routing is for chat models")
+        tp = self.chat.tensor_parallel_size if self.chat else 1
+        if tp > 1 and self.deployment.num_gpus != tp:
+            raise ValueError(
+                f"{self.id}: tensor_parallel_size {tp} spans {tp} GPUs, so deployment.num_gpus "
+                f"must be {tp} (got {self.deployment.num_gpus:g})"
+            )
         return self
+
+    def serve_options(self) -> dict[str, Any]:
+        """Serve deployment options for this model's replicas.
+
+        A replica spanning several GPUs (tensor parallelism) gets a placement group: one
+        bundle per GPU, packed onto one node; the replica itself holds only CPU in the first
+        bundle and vLLM's workers take the GPUs (vLLM's Ray executor).
+        """
+        options = self.deployment.serve_options()
+        tp = self.chat.tensor_parallel_size if self.chat else 1
+        if tp > 1:
+            extra = ({f"accelerator_type:{self.deployment.accelerator_type}": 0.001}
+                     if self.deployment.accelerator_type else {})
+            options["placement_group_bundles"] = [
+                {"CPU": self.deployment.num_cpus, "GPU": 1.0, **extra},
+                *({"GPU": 1.0, **extra} for _ in range(tp - 1)),
+            ]
+            options["placement_group_strategy"] = "STRICT_PACK"
+            options["ray_actor_options"] = {"num_cpus": self.deployment.num_cpus}
+        return options
 
 
 class IngressSpec(Strict):
@@ -132,6 +249,12 @@ class IngressSpec(Strict):
         600.0, gt=0, description="Deadline for one request, streams included; past it the "
         "engine request is aborted and the client gets a 503 (or an error event)."
     )
+
+    @model_validator(mode="after")
+    def _router(self) -> IngressSpec:
+        if self.deployment.request_router != "power_of_two":
+            raise ValueError("prefix-cache routing is for chat models, not the ingress")
+        return self
 
     def limits(self) -> dict[str, Any]:
         return {"max_body_bytes": self.max_body_bytes,

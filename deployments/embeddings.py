@@ -19,6 +19,9 @@ from app import metrics
 from deployments.builtin_models import resolve
 from deployments.config import ModelSpec
 
+# A batch encoded this recently proves the model works; no extra encode for the health check.
+HEALTHY_IF_ENCODED_WITHIN_S = 30.0
+
 
 def error_reply(message: str, param: str) -> dict[str, Any]:
     return {
@@ -63,6 +66,7 @@ class EmbeddingDeployment:
         self.dimensions: int = self.model.get_embedding_dimension() or 0
         self.truncate = settings.truncate
         self.created = int(time.time())
+        self._last_encoded = time.monotonic()
         # serve.batch's wrapper carries these setters; its type hints do not.
         self._encode_one.set_max_batch_size(settings.max_batch_size)  # type: ignore[attr-defined]
         self._encode_one.set_batch_wait_timeout_s(  # type: ignore[attr-defined]
@@ -92,7 +96,16 @@ class EmbeddingDeployment:
             self.model.encode, [text for text, _ in items], normalize_embeddings=True,
             convert_to_numpy=True,
         )
+        self._last_encoded = time.monotonic()
         return list(vectors)
+
+    async def check_health(self) -> None:
+        """Serve calls this periodically and replaces the replica when it raises: a replica
+        that has not encoded anything lately must still be able to encode one word."""
+        if time.monotonic() - self._last_encoded < HEALTHY_IF_ENCODED_WITHIN_S:
+            return
+        await asyncio.to_thread(self.model.encode, ["health"], convert_to_numpy=True)
+        self._last_encoded = time.monotonic()
 
     def _token_counts(self, texts: list[str]) -> list[int]:
         encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False)

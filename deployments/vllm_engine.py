@@ -50,6 +50,9 @@ def engine_cli_args(model_path: str, served_name: str, settings: ChatEngine) -> 
         '{"backend": "xgrammar", "disable_any_whitespace": true}',
         "--disable-log-stats",
     ]
+    if settings.tensor_parallel_size > 1:
+        # Workers on the GPUs of the replica's placement group (one bundle per GPU).
+        args += ["--distributed-executor-backend", "ray"]
     if settings.enforce_eager:
         args.append("--enforce-eager")
     if settings.tool_call_parser:
