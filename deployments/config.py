@@ -69,7 +69,9 @@ class Resources(Strict):
     """What one replica of a deployment asks Ray for, how many replicas run, and how much
     work each takes at once."""
 
-    num_replicas: int = Field(1, ge=1, description="Fixed replica count (without autoscaling).")
+    num_replicas: int | None = Field(
+        None, ge=1, description="Fixed replica count; default 1 (without autoscaling)."
+    )
     autoscaling: Autoscaling | None = Field(
         None, description="Replicas follow load between min_replicas and max_replicas."
     )
@@ -106,7 +108,7 @@ class Resources(Strict):
     @model_validator(mode="after")
     def _replicas_or_autoscaling(self) -> Resources:
         if self.autoscaling is not None:
-            if "num_replicas" in self.model_fields_set:
+            if self.num_replicas is not None:
                 raise ValueError("give either num_replicas or autoscaling, not both")
             if self.autoscaling.target_ongoing_requests > self.max_ongoing_requests:
                 raise ValueError(
@@ -131,7 +133,7 @@ class Resources(Strict):
         if self.autoscaling is not None:
             options["autoscaling_config"] = self.autoscaling.serve_config()
         else:
-            options["num_replicas"] = self.num_replicas
+            options["num_replicas"] = self.num_replicas or 1
         if self.request_router == "prefix_cache_affinity":
             options["request_router_config"] = {"request_router_class": PREFIX_CACHE_ROUTER}
         return options

@@ -38,7 +38,7 @@ def test_laptop_serves_the_builtin_models() -> None:
         "sentence-transformers/all-minilm-l6-v2:fp32": "embedding",
     }
     total_cpus = config.ingress.deployment.num_cpus + sum(
-        m.deployment.num_cpus * m.deployment.num_replicas for m in config.models
+        m.deployment.num_cpus * (m.deployment.num_replicas or 1) for m in config.models
     )
     assert total_cpus <= 2, "the laptop default must fit a 2-core machine"
 

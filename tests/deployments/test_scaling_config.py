@@ -157,3 +157,22 @@ def test_gpu_cluster_config_asks_for_gpus_and_scales_every_model() -> None:
     assert big and all(s.serve_options()["placement_group_bundles"] for s in big)
     assert any(s.deployment.autoscaling and s.deployment.autoscaling.min_replicas == 0
                and s.deployment.wait_for_replica_s for s in config.models)
+
+
+def test_a_model_spec_survives_the_trip_to_its_replica() -> None:
+    """The replica re-validates the spec it is given (``spec.model_dump()``)."""
+    for raw in (chat(autoscaling={"min_replicas": 0, "max_replicas": 2}), chat(num_replicas=2),
+                chat()):
+        spec = ModelSpec.model_validate(raw)
+        again = ModelSpec.model_validate(spec.model_dump())
+        assert again == spec
+        assert again.serve_options() == spec.serve_options()
+
+
+async def test_a_chat_replica_whose_engine_never_started_shuts_down_cleanly() -> None:
+    """Serve calls ``__del__`` on a replica whose constructor failed, too."""
+    from deployments.chat import ChatDeployment
+
+    cls = ChatDeployment.func_or_class  # type: ignore[attr-defined]
+    replica = object.__new__(cls)
+    await replica.__del__()
