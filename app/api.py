@@ -186,7 +186,8 @@ async def _require_task(models: ModelBackend, model: str, task: str, route: str)
 
 def chat_reservation(req: ChatCompletionRequest) -> int:
     """Tokens reserved against a tokens-per-minute quota before the engine runs: an estimate
-    of the prompt plus the most the completion may use; corrected to actual usage after."""
+    of the prompt plus the most the completion may use; corrected to actual usage after.
+    It serialises the messages, so it is computed only for a project with a token limit."""
     prompt = json.dumps([m.model_dump(exclude_none=True) for m in req.messages])
     if req.tools:
         prompt += json.dumps([t.model_dump(exclude_none=True) for t in req.tools])
@@ -217,13 +218,14 @@ def build_api(
         request.state.project = who.project_id
         return who
 
-    def on_usage(who: Caller, model: str, admission: Admission | None
+    def on_usage(who: Caller, model: str, user: str | None, admission: Admission | None
                  ) -> Callable[[dict[str, Any] | None], None]:
-        """Called once when a request ends: meters its usage and settles its quota
-        reservation (a request that produced nothing settles at zero tokens)."""
+        """Called once when a request ends: meters its usage (under the request's ``user``,
+        if it named one) and settles its quota reservation (a request that produced nothing
+        settles at zero tokens)."""
         def done(usage: dict[str, Any] | None) -> None:
             if usage is not None:
-                meter.record(who.project_id, who.key_id, model, usage)
+                meter.record(who.project_id, who.key_id, model, usage, user)
                 tags = {"model": model, "project": who.project_id}
                 for counter, field in ((metrics.prompt_tokens, "prompt_tokens"),
                                        (metrics.completion_tokens, "completion_tokens")):
@@ -267,8 +269,8 @@ def build_api(
     async def chat_completions(request: Request) -> Response:
         who, req = await model_request(request, ChatCompletionRequest, "chat")
         body = engine_body(req)
-        admission = await quotas.admit(who.project_id, chat_reservation(req))
-        done = on_usage(who, req.model, admission)
+        admission = await quotas.admit(who.project_id, lambda: chat_reservation(req))
+        done = on_usage(who, req.model, req.user, admission)
         streaming = False
         deadline = time.monotonic() + request_timeout_s
         try:
@@ -294,12 +296,12 @@ def build_api(
 
     async def embeddings(request: Request) -> Response:
         who, req = await model_request(request, EmbeddingRequest, "embedding")
-        admission = await quotas.admit(who.project_id,
-                                       estimate_tokens(sum(len(t) for t in req.texts)))
+        admission = await quotas.admit(
+            who.project_id, lambda: estimate_tokens(sum(len(t) for t in req.texts)))
         try:
             async with _deadline(time.monotonic() + request_timeout_s):
                 reply = await models.embed(req.model, req.model_dump(exclude_none=True))
-            return finish(reply, on_usage(who, req.model, admission), admission)
+            return finish(reply, on_usage(who, req.model, req.user, admission), admission)
         finally:
             quotas.settle(admission, 0)
 

@@ -7,7 +7,7 @@ tested in-process with a double (tests/) and run in Serve with :class:`ServeMode
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -73,6 +73,17 @@ def no_replica_ready(model: str, waited_s: float) -> APIError:
 # Seconds a client should wait before retrying when no replica was ready (a start from zero
 # takes seconds to minutes: model loading).
 COLD_START_RETRY_AFTER_SECONDS = 5
+
+
+# A request whose replica died before it produced anything (no output was delivered) is
+# sent again, to another replica, this many times at most, this long apart.
+REPLICA_FAILURE_RETRIES = 2
+REPLICA_FAILURE_RETRY_DELAY_S = 0.5
+
+
+def _replica_failed_reply(item: Any) -> bool:
+    return (isinstance(item, dict) and item.get("status") == 503
+            and item.get("body", {}).get("error", {}).get("code") == "replica_failed")
 
 
 class ChatRequestBody(dict[str, Any]):
@@ -171,31 +182,53 @@ class ServeModels:
             response.cancel()
             raise no_replica_ready(model, wait) from None
 
+    async def _unary(self, model: str, call: Callable[[], Any]) -> Reply:
+        """One whole-reply call, sent again on another replica if its replica died first."""
+        for attempt in range(REPLICA_FAILURE_RETRIES + 1):
+            last = attempt == REPLICA_FAILURE_RETRIES
+            try:
+                with _admission(model):
+                    response = call()
+                    await self._assigned(model, response)
+                    reply: Reply = await response
+            except APIError as exc:
+                if exc.code != "replica_failed" or last:
+                    raise
+            else:
+                if not _replica_failed_reply(reply) or last:
+                    self._served(model)
+                    return reply
+            await asyncio.sleep(REPLICA_FAILURE_RETRY_DELAY_S)
+        raise AssertionError("unreachable")
+
     async def chat(self, model: str, body: dict[str, Any]) -> Reply:
-        response = self._handles[model][1].chat.remote(ChatRequestBody(body))
-        with _admission(model):
-            await self._assigned(model, response)
-            reply: Reply = await response
-        self._served(model)
-        return reply
+        handle = self._handles[model][1]
+        return await self._unary(model, lambda: handle.chat.remote(ChatRequestBody(body)))
 
     async def chat_stream(
         self, model: str, body: dict[str, Any], include_usage: bool
     ) -> AsyncIterator[StreamItem]:
         handle = self._handles[model][1].options(stream=True)
-        items = handle.chat_stream.remote(ChatRequestBody(body), include_usage)
-        with _admission(model):  # a rejection surfaces with the first item
-            await self._assigned(model, items)
-            first = await anext(items)
+        for attempt in range(REPLICA_FAILURE_RETRIES + 1):
+            last = attempt == REPLICA_FAILURE_RETRIES
+            items = handle.chat_stream.remote(ChatRequestBody(body), include_usage)
+            try:
+                with _admission(model):  # a rejection surfaces with the first item
+                    await self._assigned(model, items)
+                    first = await anext(items)
+            except APIError as exc:
+                if exc.code != "replica_failed" or last:
+                    raise
+            else:
+                if not _replica_failed_reply(first) or last:
+                    break
+            # Nothing reached the client yet: start over on another replica.
+            await asyncio.sleep(REPLICA_FAILURE_RETRY_DELAY_S)
         self._served(model)
         yield first
         async for item in items:
             yield item
 
     async def embed(self, model: str, body: dict[str, Any]) -> Reply:
-        response = self._handles[model][1].embed.remote(body)
-        with _admission(model):
-            await self._assigned(model, response)
-            reply: Reply = await response
-        self._served(model)
-        return reply
+        handle = self._handles[model][1]
+        return await self._unary(model, lambda: handle.embed.remote(body))

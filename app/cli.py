@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     kr = keys.add_parser("revoke", parents=[json_flag], help="revoke a key")
     kr.add_argument("key_id")
 
-    usage = groups.add_parser("usage", parents=[json_flag], help="metered usage")
+    usage = groups.add_parser("usage", parents=[json_flag],
+                              help="metered usage per project, key, model, day and user")
     usage.add_argument("--project", metavar="ID")
     usage.add_argument("--since", type=_day, metavar="YYYY-MM-DD")
 

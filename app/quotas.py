@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -121,13 +122,18 @@ class QuotaGate:
         self._limits[project] = (now, (rpm, tpm))
         return rpm, tpm
 
-    async def admit(self, project: str, tokens: int) -> Admission | None:
+    async def admit(self, project: str, tokens: int | Callable[[], int]) -> Admission | None:
         """Reserve one request and ``tokens``; None when the project has no limits.
-        Raises the contract's 429 when the minute's quota is spent."""
+        ``tokens`` may be a function that estimates them: it is called only when the
+        project has a tokens-per-minute limit. Raises the contract's 429 when the minute's
+        quota is spent."""
         rpm, tpm = await self.limits(project)
         if not rpm and not tpm:
             return None
-        tokens = tokens if tpm else 0
+        if not tpm:
+            tokens = 0
+        elif callable(tokens):
+            tokens = tokens()
         allowance = self._allowances.setdefault(project, Allowance())
         async with allowance.lock:
             window = window_now()

@@ -6,6 +6,9 @@ file, so both agree without any flag. WAL mode lets the two read and write side 
 
 Keys are stored as SHA-256 of the secret (the secrets are 256-bit random, so a fast hash is
 enough) and compared in constant time; the secret itself is returned once, at creation.
+
+Writes take the database lock up front (``BEGIN IMMEDIATE``); reads use a deferred
+transaction, which in WAL mode reads a snapshot without waiting for writers.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +57,11 @@ CREATE TABLE IF NOT EXISTS key_grants (
     permission_set TEXT NOT NULL,
     project_id TEXT  -- NULL: the whole organisation
 );
-CREATE TABLE IF NOT EXISTS usage (
+CREATE INDEX IF NOT EXISTS key_grants_by_key ON key_grants (key_id);
+"""
+# The ledger: one row per project, key, model, day and user ('' when requests named none).
+_USAGE_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     project_id TEXT NOT NULL,
     key_id TEXT NOT NULL,
     model TEXT NOT NULL,
@@ -61,9 +69,24 @@ CREATE TABLE IF NOT EXISTS usage (
     requests INTEGER NOT NULL DEFAULT 0,
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (project_id, key_id, model, day)
-);
-"""
+    user TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (project_id, key_id, model, day, user)
+)"""
+_SCHEMA += _USAGE_TABLE.format(name="usage") + ";\n"
+
+
+def _migrate_usage(db: sqlite3.Connection) -> None:
+    """Give a ledger made before ``user`` was metered a ``user`` column. The column is part
+    of the primary key (one key's requests for two users stay two rows), and SQLite cannot
+    change a primary key in place, so the table is rebuilt with its rows, which get no user.
+    Runs inside the caller's write transaction; a no-op once done."""
+    if "user" in {row[1] for row in db.execute("PRAGMA table_info(usage)")}:
+        return
+    columns = "project_id, key_id, model, day, requests, prompt_tokens, completion_tokens"
+    db.execute(_USAGE_TABLE.format(name="usage_with_user"))
+    db.execute(f"INSERT INTO usage_with_user ({columns}) SELECT {columns} FROM usage")
+    db.execute("DROP TABLE usage")
+    db.execute("ALTER TABLE usage_with_user RENAME TO usage")
 
 
 class StoreError(ValueError):
@@ -127,6 +150,7 @@ class Store:
         finally:
             schema.close()
         with self._db() as db:
+            _migrate_usage(db)
             if db.execute("SELECT 1 FROM projects WHERE is_default = 1").fetchone() is None:
                 db.execute(
                     "INSERT INTO projects (id, name, is_default, created_at) VALUES (?, ?, 1, ?)",
@@ -134,11 +158,14 @@ class Store:
                 )
 
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _db(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction: a write takes the lock at once (``BEGIN IMMEDIATE``), so it
+        never fails half-way on a busy database; a read (``write=False``) is deferred and
+        reads a snapshot without queueing behind writers."""
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout=30000")
-            db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
             try:
                 yield db
             except BaseException:
@@ -162,12 +189,11 @@ class Store:
         return project
 
     def list_projects(self) -> list[dict[str, Any]]:
-        with self._db() as db:
+        with self._db(write=False) as db:
             rows = db.execute(
-                "SELECT id, name, is_default, rpm, tpm FROM projects ORDER BY created_at, name"
+                f"SELECT {_PROJECT_COLUMNS} FROM projects ORDER BY created_at, name"
             ).fetchall()
-        return [{"id": r[0], "name": r[1], "default": bool(r[2]), "rpm": r[3], "tpm": r[4]}
-                for r in rows]
+        return [_project(r) for r in rows]
 
     def update_project(self, project_id: str, rpm: int | None = None,
                        tpm: int | None = None) -> dict[str, Any]:
@@ -186,14 +212,20 @@ class Store:
         return project
 
     def project_limits(self, project_id: str) -> tuple[int, int]:
-        project = self.project(project_id)
-        return (0, 0) if project is None else (project["rpm"], project["tpm"])
+        """A project's (rpm, tpm); (0, 0), unlimited, for an unknown project."""
+        with self._db(write=False) as db:
+            row = db.execute("SELECT rpm, tpm FROM projects WHERE id = ?",
+                             (project_id,)).fetchone()
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
     def project(self, project_id: str) -> dict[str, Any] | None:
-        return next((p for p in self.list_projects() if p["id"] == project_id), None)
+        with self._db(write=False) as db:
+            row = db.execute(f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = ?",
+                             (project_id,)).fetchone()
+        return None if row is None else _project(row)
 
     def default_project_id(self) -> str:
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute("SELECT id FROM projects WHERE is_default = 1").fetchone()
         return str(row[0])
 
@@ -214,8 +246,7 @@ class Store:
         if projects is not None:
             if not projects:
                 raise StoreError("give at least one project, or the whole organisation")
-            known = {p["id"] for p in self.list_projects()}
-            missing = [p for p in projects if p not in known]
+            missing = [p for p in dict.fromkeys(projects) if self.project(p) is None]
             if missing:
                 raise StoreError(f"unknown project(s) {missing}")
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
@@ -230,43 +261,43 @@ class Store:
                 "INSERT INTO key_grants (key_id, permission_set, project_id) VALUES (?, ?, ?)",
                 [(key_id, s, p) for s in dict.fromkeys(permission_sets) for p in scopes],
             )
-        record = self._key(key_id)
+            record = _key(db, key_id)
         assert record is not None
         return {**record.public(), "secret_key": secret}
-
-    def _key(self, key_id: str) -> KeyRecord | None:
-        with self._db() as db:
-            row = db.execute(
-                "SELECT id, name, created_at, revoked_at FROM api_keys WHERE id = ?", (key_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            grants = db.execute(
-                "SELECT permission_set, project_id FROM key_grants WHERE key_id = ?", (key_id,)
-            ).fetchall()
-        return KeyRecord(row[0], row[1], row[2], row[3] is not None,
-                         tuple(Grant(g[0], g[1]) for g in grants))
 
     def key_by_hash(self, digest: str) -> KeyRecord | None:
         """The live key whose secret hashes to ``digest`` (see :func:`hash_secret`), or None;
         the stored hash is compared in constant time. Callers send the hash, never the secret.
         """
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute(
                 "SELECT id, secret_hash FROM api_keys WHERE secret_hash = ? AND revoked_at IS NULL",
                 (digest,),
             ).fetchone()
-        if row is None or not hmac.compare_digest(row[1], digest):
-            return None
-        return self._key(row[0])
+            if row is None or not hmac.compare_digest(row[1], digest):
+                return None
+            return _key(db, row[0])
 
     def list_keys(self, project_id: str | None = None) -> list[dict[str, Any]]:
-        with self._db() as db:
-            ids = [r[0] for r in db.execute("SELECT id FROM api_keys ORDER BY created_at, id")]
-        records = [r for r in (self._key(i) for i in ids) if r is not None]
+        """Every key (or those that reach ``project_id``, organisation-wide ones included),
+        oldest first, with their grants: one query."""
+        query = ("SELECT k.id, k.name, k.created_at, k.revoked_at, g.permission_set, "
+                 "g.project_id FROM api_keys k LEFT JOIN key_grants g ON g.key_id = k.id")
+        params: tuple[str, ...] = ()
         if project_id is not None:
-            records = [r for r in records
-                       if any(g.project_id in (None, project_id) for g in r.grants)]
+            query += (" WHERE EXISTS (SELECT 1 FROM key_grants s WHERE s.key_id = k.id "
+                      "AND (s.project_id IS NULL OR s.project_id = ?))")
+            params = (project_id,)
+        query += " ORDER BY k.created_at, k.id, g.rowid"
+        with self._db(write=False) as db:
+            rows = db.execute(query, params).fetchall()
+        records = []
+        for _, group in groupby(rows, key=lambda r: r[0]):
+            grants = list(group)
+            first = grants[0]
+            records.append(KeyRecord(
+                first[0], first[1], first[2], first[3] is not None,
+                tuple(Grant(g[4], g[5]) for g in grants if g[4] is not None)))
         return [r.public() for r in records]
 
     def revoke_key(self, key_id: str) -> dict[str, Any]:
@@ -275,37 +306,40 @@ class Store:
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (int(time.time()), key_id),
             ).rowcount
-        record = self._key(key_id)
+            record = _key(db, key_id)
         if record is None:
             raise StoreError(f"unknown key {key_id!r}")
         return {**record.public(), "revoked_now": bool(changed)}
 
     def has_keys(self) -> bool:
-        with self._db() as db:
+        with self._db(write=False) as db:
             return db.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
 
     # --- usage ---------------------------------------------------------------------------
 
     def add_usage(self, rows: list[dict[str, Any]]) -> None:
         """Add metered rows (``project_id, key_id, model, day, requests, prompt_tokens,
-        completion_tokens``) to the ledger in one transaction."""
+        completion_tokens`` and ``user``, None or absent when the requests had none) to the
+        ledger in one transaction."""
         with self._db() as db:
             db.executemany(
-                """INSERT INTO usage (project_id, key_id, model, day, requests, prompt_tokens,
-                                      completion_tokens)
-                   VALUES (:project_id, :key_id, :model, :day, :requests, :prompt_tokens,
-                           :completion_tokens)
-                   ON CONFLICT (project_id, key_id, model, day) DO UPDATE SET
+                """INSERT INTO usage (project_id, key_id, model, day, user, requests,
+                                      prompt_tokens, completion_tokens)
+                   VALUES (:project_id, :key_id, :model, :day, :user, :requests,
+                           :prompt_tokens, :completion_tokens)
+                   ON CONFLICT (project_id, key_id, model, day, user) DO UPDATE SET
                      requests = requests + excluded.requests,
                      prompt_tokens = prompt_tokens + excluded.prompt_tokens,
                      completion_tokens = completion_tokens + excluded.completion_tokens""",
-                rows,
+                [{**row, "user": row.get("user") or ""} for row in rows],
             )
 
     def usage(self, project_id: str | None = None, since: str | None = None
               ) -> list[dict[str, Any]]:
-        query = ("SELECT project_id, key_id, model, day, requests, prompt_tokens, "
-                 "completion_tokens FROM usage WHERE 1 = 1")
+        """Ledger rows, one per project, key, model, day and user (None: requests that
+        named no user), oldest day first."""
+        query = ("SELECT project_id, key_id, model, day, NULLIF(user, ''), requests, "
+                 "prompt_tokens, completion_tokens FROM usage WHERE 1 = 1")
         params: list[str] = []
         if project_id is not None:
             query += " AND project_id = ?"
@@ -313,12 +347,34 @@ class Store:
         if since is not None:
             query += " AND day >= ?"
             params.append(since)
-        query += " ORDER BY day, project_id, key_id, model"
-        with self._db() as db:
+        query += " ORDER BY day, project_id, key_id, model, user"
+        with self._db(write=False) as db:
             rows = db.execute(query, params).fetchall()
-        names = ("project_id", "key_id", "model", "day", "requests", "prompt_tokens",
+        names = ("project_id", "key_id", "model", "day", "user", "requests", "prompt_tokens",
                  "completion_tokens")
         return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+_PROJECT_COLUMNS = "id, name, is_default, rpm, tpm"
+
+
+def _project(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {"id": row[0], "name": row[1], "default": bool(row[2]), "rpm": row[3], "tpm": row[4]}
+
+
+def _key(db: sqlite3.Connection, key_id: str) -> KeyRecord | None:
+    """A key and its grants, read in the caller's transaction."""
+    row = db.execute(
+        "SELECT id, name, created_at, revoked_at FROM api_keys WHERE id = ?", (key_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    grants = db.execute(
+        "SELECT permission_set, project_id FROM key_grants WHERE key_id = ? ORDER BY rowid",
+        (key_id,),
+    ).fetchall()
+    return KeyRecord(row[0], row[1], row[2], row[3] is not None,
+                     tuple(Grant(g[0], g[1]) for g in grants))
 
 
 def today() -> str:

@@ -2,7 +2,8 @@
 
 Requests add to an in-memory buffer (no I/O on the request path); a background task sends
 the buffer to the control plane every ``interval`` seconds. A failed send keeps the rows for
-the next one, so nothing is lost while the control plane restarts.
+the next one, so nothing is lost while the control plane restarts. Rows are kept per project,
+key, model, day and the request's ``user`` (None when it named none).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from app.store import today
 
 logger = logging.getLogger("inference.usage")
 
-Row = tuple[str, str, str, str]  # project, key, model, day
+Row = tuple[str, str, str, str, str | None]  # project, key, model, day, user
 
 
 class UsageMeter:
@@ -28,8 +29,10 @@ class UsageMeter:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    def record(self, project_id: str, key_id: str, model: str, usage: dict[str, Any]) -> None:
-        counts = self._buffer.setdefault((project_id, key_id, model, today()), [0, 0, 0])
+    def record(self, project_id: str, key_id: str, model: str, usage: dict[str, Any],
+               user: str | None = None) -> None:
+        counts = self._buffer.setdefault((project_id, key_id, model, today(), user or None),
+                                         [0, 0, 0])
         counts[0] += 1
         counts[1] += int(usage.get("prompt_tokens") or 0)
         counts[2] += int(usage.get("completion_tokens") or 0)
@@ -50,9 +53,9 @@ class UsageMeter:
                 return
             pending, self._buffer = self._buffer, {}
             rows = [
-                {"project_id": p, "key_id": k, "model": m, "day": d, "requests": c[0],
-                 "prompt_tokens": c[1], "completion_tokens": c[2]}
-                for (p, k, m, d), c in pending.items()
+                {"project_id": p, "key_id": k, "model": m, "day": d, "user": u,
+                 "requests": c[0], "prompt_tokens": c[1], "completion_tokens": c[2]}
+                for (p, k, m, d, u), c in pending.items()
             ]
             try:
                 await self.control_plane.add_usage(rows)

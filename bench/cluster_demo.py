@@ -264,8 +264,10 @@ class Observer:
 
         nodes = [n for n in ray.nodes() if n["Alive"]]
         workers = sum(1 for n in nodes if n["Resources"].get("GPU", 0) > 0)
-        status = serve.status().applications[APP].deployments[self.deployment]
-        states = {str(getattr(k, "value", k)): v for k, v in status.replica_states.items()}
+        app = serve.status().applications.get(APP)
+        status = app.deployments.get(self.deployment) if app else None
+        states = ({str(getattr(k, "value", k)): v for k, v in status.replica_states.items()}
+                  if status else {})  # not deployed yet
         placed = self.replicas()
         load = self.load
         ok = sum(1 for r in load.records if r["ok"]) if load else 0
@@ -340,32 +342,37 @@ def raylet_pid(node_id: str) -> int:
 
 async def fault(name: str, kill: Any, load: Load, observer: Observer, target: int,
                 settle_s: float, recover_within_s: float) -> dict[str, Any]:
-    """Kill something under steady load; measure failures and time until ``target`` chat
-    replicas run again."""
+    """Kill something under steady load (``kill()`` returns what it killed and the replica
+    actor that goes with it); measure how long until Serve has dropped that replica, how long
+    until ``target`` chat replicas run again, and which requests failed."""
     before = len(load.records)
     in_flight = load.in_flight
     killed_at = time.monotonic() - load.t0
-    what = kill()
+    what, victim = kill()
     print(f"[{killed_at:7.1f}s] fault: {name} ({what}); {in_flight} requests in flight",
           flush=True)
-    await asyncio.sleep(3)  # let the death be noticed before waiting for recovery
+    gone = await wait_for(lambda: victim not in {r["actor_id"] for r in observer.replicas()},
+                          recover_within_s, f"{name}: replica replaced")
+    gone_at = killed_at + gone
     recovered = await wait_for(
-        lambda: (s := observer.latest) is not None and s.t > killed_at + 3
+        lambda: (s := observer.latest) is not None and s.t > gone_at
         and s.replicas_running >= target and s.replicas_starting == 0,
         recover_within_s, f"recovery after {name}")
-    recovered_at = killed_at + 3 + recovered
+    recovered_at = gone_at + recovered
     await asyncio.sleep(settle_s)
-    window = [r for r in load.records[before:] if r["start"] <= recovered_at + settle_s]
-    failures = [r for r in load.records[before:] if not r["ok"]]
-    print(f"[{recovered_at:7.1f}s] capacity back after {recovered_at - killed_at:.1f} s; "
-          f"{len(failures)} failed of {len(window)} requests", flush=True)
+    records = load.records[before:]
+    failures = [r for r in records if not r["ok"]]
+    print(f"[{recovered_at:7.1f}s] capacity back after {recovered_at - killed_at:.1f} s "
+          f"(replica dropped after {gone:.1f} s); {len(failures)} failed of {len(records)} "
+          "requests", flush=True)
     return {
         "fault": name,
         "killed": what,
         "at_s": round(killed_at, 1),
         "in_flight_at_kill": in_flight,
+        "replica_dropped_after_s": round(gone, 1),
         "recovered_after_s": round(recovered_at - killed_at, 1),
-        "requests_during": len(window),
+        "requests_during": len(records),
         "failed": len(failures),
         "failures": [{k: r.get(k) for k in ("status", "error_type", "code", "message")}
                      for r in failures],
@@ -438,22 +445,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         phase(f"scaled up: {top} replicas on {top} GPU nodes after {scaled:.0f} s")
         await asyncio.sleep(args.settle_s)
 
-        def kill_replica() -> str:
+        def kill_replica() -> tuple[str, str]:
             victim = observer.replicas()[0]
             os.kill(victim["pid"], signal.SIGKILL)
-            return f"replica process {victim['pid']}"
+            return f"replica process {victim['pid']}", victim["actor_id"]
 
-        def kill_engine() -> str:
+        def kill_engine() -> tuple[str, str]:
+            # The replica process lives on; only its health check can tell Serve.
             victim = observer.replicas()[0]
             pid = engine_pid(victim["pid"])
             os.kill(pid, signal.SIGKILL)
-            return f"vLLM engine process {pid} of replica process {victim['pid']}"
+            return (f"vLLM engine process {pid} of replica process {victim['pid']}",
+                    victim["actor_id"])
 
-        def kill_node() -> str:
+        def kill_node() -> tuple[str, str]:
             victim = observer.replicas()[0]
             pid = raylet_pid(victim["node_id"])
             os.kill(pid, signal.SIGKILL)
-            return f"worker node {victim['node_id'][-5:]} (raylet {pid})"
+            return f"worker node {victim['node_id'][-5:]} (raylet {pid})", victim["actor_id"]
 
         for name, kill in (("replica process killed", kill_replica),
                            ("engine process killed", kill_engine),
@@ -493,10 +502,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def tables(result: dict[str, Any]) -> str:
     lines = ["| t (s) | phase |", "|---|---|"]
     lines += [f"| {p['at_s']} | {p['phase']} |" for p in result["phases"]]
-    lines += ["", "| fault | in flight at kill | failed | capacity back after (s) |",
-              "|---|---|---|---|"]
-    lines += [f"| {f['fault']} | {f['in_flight_at_kill']} | {f['failed']} | "
-              f"{f['recovered_after_s']} |" for f in result["faults"]]
+    lines += ["", ("| fault | in flight at kill | requests until recovered | failed | "
+                   "replica dropped after (s) | capacity back after (s) |"),
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {f['fault']} | {f['in_flight_at_kill']} | {f['requests_during']} | "
+              f"{f['failed']} | {f['replica_dropped_after_s']} | {f['recovered_after_s']} |"
+              for f in result["faults"]]
     req = result.get("requests", {})
     lines += ["", (f"Requests: {req.get('total')} sent, {req.get('ok')} succeeded, "
                    f"{req.get('failed')} failed; usage ledger: "

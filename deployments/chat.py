@@ -9,7 +9,10 @@ for a stream, whose first item may instead be such an error dict and whose last 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +26,20 @@ from deployments.vllm_engine import EngineFailure, VLLMChatEngine
 # vLLM's trailing usage chunk (``"choices":[]``) is OpenAI's include_usage chunk. JSON text
 # inside a string escapes its quotes, so this substring only matches that chunk.
 _TRAILING_USAGE_MARK = '"choices":[]'
+
+logger = logging.getLogger("ray.serve")
+
+# How often a replica looks at its engine; a dead engine ends the replica at once.
+ENGINE_WATCH_PERIOD_S = 0.5
+
+# The reply for a request that reached a replica whose engine has died: the ingress retries
+# it on another replica (nothing was generated), and a client sees it only if none is left.
+ENGINE_DEAD_REPLY: dict[str, Any] = {
+    "status": 503,
+    "body": {"error": {
+        "message": "The replica that took this request lost its engine; retry shortly.",
+        "type": "overloaded_error", "param": None, "code": "replica_failed"}},
+}
 
 
 def failure_reply(failure: EngineFailure) -> dict[str, Any]:
@@ -48,6 +65,18 @@ class ChatDeployment:
         self.engine = VLLMChatEngine(resolve(self.spec.source), self.spec.id, self.spec.chat)
         await self.engine.start()
         self.created = int(time.time())
+        self._watchdog = asyncio.get_running_loop().create_task(self._end_when_engine_dies())
+
+    async def _end_when_engine_dies(self) -> None:
+        """A dead engine makes every request fail fast, so a replica left running would draw
+        traffic until its next health check. It ends its own process instead: the requests on
+        it fail over (the ingress retries them elsewhere) and Serve starts a new replica at
+        once. ``check_health`` reports the same death to Serve in case this loop is late."""
+        while not self.engine.dead:
+            await asyncio.sleep(ENGINE_WATCH_PERIOD_S)
+        logger.error("The vLLM engine of %s died; ending this replica so Serve replaces it.",
+                     self.spec.id)
+        os._exit(1)
 
     async def describe(self) -> dict[str, Any]:
         return {
@@ -59,9 +88,11 @@ class ChatDeployment:
         }
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.engine.dead:
+            return ENGINE_DEAD_REPLY
         result = await self.engine.chat(body)
         if isinstance(result, EngineFailure):
-            return failure_reply(result)
+            return ENGINE_DEAD_REPLY if self.engine.dead else failure_reply(result)
         if not isinstance(result, dict):
             raise TypeError("a non-streaming request produced a stream")
         return {"status": 200, "body": result}
@@ -72,9 +103,12 @@ class ChatDeployment:
         # Every chunk carries cumulative usage (CONTRACT.md, "Streaming and usage"): vLLM's
         # continuous usage stats, which it only computes together with include_usage.
         body = {**body, "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
+        if self.engine.dead:
+            yield ENGINE_DEAD_REPLY
+            return
         result = await self.engine.chat(body)
         if isinstance(result, EngineFailure):
-            yield failure_reply(result)
+            yield ENGINE_DEAD_REPLY if self.engine.dead else failure_reply(result)
             return
         if isinstance(result, dict):
             raise TypeError("a streaming request produced a whole reply")
@@ -93,6 +127,9 @@ class ChatDeployment:
 
     async def __del__(self) -> None:
         # Serve calls this when it removes the replica, also after a failed constructor.
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None:
+            watchdog.cancel()  # a stopped engine is not a dead one
         engine = getattr(self, "engine", None)
         if engine is not None:
             await engine.stop()

@@ -130,6 +130,11 @@ class VLLMChatEngine:
         """Raises if the engine process has died, so Serve replaces the replica."""
         await self._engine.check_health()
 
+    @property
+    def dead(self) -> bool:
+        """The engine process has died (vLLM noticed); nothing more can run on it."""
+        return self._engine is not None and bool(self._engine.errored)
+
     async def running_requests(self) -> int:
         """Requests the engine is working on now (for disconnect checks)."""
         processor = getattr(self._engine, "output_processor", None)

@@ -113,3 +113,52 @@ def test_cli_sets_quotas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert (updated["rpm"], updated["tpm"]) == (0, 1000)
     assert main(["projects", "update", "nope", "--rpm", "1", "--json"]) == 2
     assert "error" in json.loads(capsys.readouterr().out)
+
+
+def _never(*args: object) -> int:
+    raise AssertionError("the prompt estimate was computed for a project without tpm")
+
+
+@pytest.mark.parametrize("rpm", [0, 100])
+def test_no_prompt_estimate_without_a_tokens_limit(
+        limited: tuple[TestClient, Store, str], monkeypatch: pytest.MonkeyPatch,
+        rpm: int) -> None:
+    client, store, project = limited
+    store.update_project(project, rpm=rpm)
+    monkeypatch.setattr("app.api.chat_reservation", _never)
+    monkeypatch.setattr("app.api.estimate_tokens", _never)
+    chat = {"model": CHAT, "messages": [{"role": "user", "content": "hi"}]}
+    assert client.post("/v1/chat/completions", json=chat).status_code == 200
+    assert client.post("/v1/chat/completions", json={**chat, "stream": True}).status_code == 200
+    assert client.post("/v1/embeddings", json={"model": EMBED, "input": "hi"}).status_code == 200
+
+
+def test_prompt_estimate_is_made_for_a_tokens_limit(
+        limited: tuple[TestClient, Store, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from app import api
+
+    client, store, project = limited
+    store.update_project(project, tpm=1000)
+    calls: list[object] = []
+
+    def counted(req: object) -> int:
+        calls.append(req)
+        return 10
+
+    monkeypatch.setattr(api, "chat_reservation", counted)
+    chat = {"model": CHAT, "messages": [{"role": "user", "content": "hi"}]}
+    reply = client.post("/v1/chat/completions", json=chat)
+    assert reply.status_code == 200 and len(calls) == 1
+    assert reply.headers["x-ratelimit-remaining-tokens"] == "990"
+
+
+async def test_gate_calls_the_estimate_only_for_a_tokens_limit(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    rpm_only, tpm = store.create_project("r")["id"], store.create_project("t")["id"]
+    store.update_project(rpm_only, rpm=10)
+    store.update_project(tpm, tpm=100)
+    gate = QuotaGate(AsyncStore(store))
+    admitted = await gate.admit(rpm_only, lambda: _never())
+    assert admitted is not None and admitted.reserved_tokens == 0
+    admitted = await gate.admit(tpm, lambda: 40)
+    assert admitted is not None and admitted.reserved_tokens == 40

@@ -31,12 +31,19 @@ def wait_until_idle(seconds: float) -> float:
     return time.monotonic() - start
 
 
-def test_rpm_quota_raises_rate_limit_error_with_headers(base_url: str, admin_key: str) -> None:
-    project = inference_cli("projects", "create", "rpm-limited")["id"]
-    inference_cli("projects", "update", project, "--rpm", "3")
+def limited_client(base_url: str, name: str, **limits: int) -> openai.OpenAI:
+    """A client with model access to a new project ``name`` whose quotas are ``limits``
+    (``rpm=3``, ``tpm=200``), both made with the admin CLI."""
+    project = inference_cli("projects", "create", name)["id"]
+    inference_cli("projects", "update", project,
+                  *(arg for kind, limit in limits.items() for arg in (f"--{kind}", str(limit))))
     key = inference_cli("keys", "create", "--permission-set", "GenerativeApisModelAccess",
                         "--project", project)["secret_key"]
-    client = make_client(base_url, key, project)
+    return make_client(base_url, key, project)
+
+
+def test_rpm_quota_raises_rate_limit_error_with_headers(base_url: str, admin_key: str) -> None:
+    client = limited_client(base_url, "rpm-limited", rpm=3)
     first = client.embeddings.with_raw_response.create(model=EMBED_MODEL, input="a")
     assert first.headers["x-ratelimit-limit-requests"] == "3"
     assert int(first.headers["x-ratelimit-remaining-requests"]) <= 2
@@ -49,11 +56,7 @@ def test_rpm_quota_raises_rate_limit_error_with_headers(base_url: str, admin_key
 
 
 def test_tpm_quota_counts_max_tokens(base_url: str, admin_key: str) -> None:
-    project = inference_cli("projects", "create", "tpm-limited")["id"]
-    inference_cli("projects", "update", project, "--tpm", "200")
-    key = inference_cli("keys", "create", "--permission-set", "GenerativeApisModelAccess",
-                        "--project", project)["secret_key"]
-    client = make_client(base_url, key, project)
+    client = limited_client(base_url, "tpm-limited", tpm=200)
     reply = client.chat.completions.with_raw_response.create(
         model=CHAT_MODEL, messages=STORY, max_tokens=20)
     assert reply.headers["x-ratelimit-limit-tokens"] == "200"

@@ -101,6 +101,36 @@ def test_usage_route_returns_the_projects_rows(base_url: str, tenants: dict[str,
     assert sorted(map(str, rows["data"])) == sorted(map(str, cli_rows))  # type: ignore[index]
 
 
+def test_the_requests_user_is_kept_on_the_usage_record(base_url: str, admin_key: str) -> None:
+    project = inference_cli("projects", "create", "per-user")["id"]
+    key = inference_cli("keys", "create", "--permission-set", "GenerativeApisFullAccess",
+                        "--project", project)
+    client = make_client(base_url, key["secret_key"], project)
+    chat = client.chat.completions.create(model=CHAT_MODEL, messages=STORY, max_tokens=4,
+                                          user="alice")
+    embed = client.embeddings.create(model=EMBED_MODEL, input="counted", user="bob")
+    anonymous = client.embeddings.create(model=EMBED_MODEL, input="counted too")
+    assert chat.usage is not None
+    want = {
+        (CHAT_MODEL, "alice"): (1, chat.usage.prompt_tokens, chat.usage.completion_tokens),
+        (EMBED_MODEL, "bob"): (1, embed.usage.prompt_tokens, 0),
+        (EMBED_MODEL, None): (1, anonymous.usage.prompt_tokens, 0),
+    }
+
+    def by_user(rows: list[dict[str, Any]]) -> dict[tuple[str, str | None], tuple[int, ...]]:
+        return {(r["model"], r["user"]): (r["requests"], r["prompt_tokens"],
+                                          r["completion_tokens"]) for r in rows}
+
+    deadline = time.monotonic() + 15
+    cli_rows = inference_cli("usage", "--project", project)
+    while by_user(cli_rows) != want and time.monotonic() < deadline:
+        time.sleep(0.5)
+        cli_rows = inference_cli("usage", "--project", project)
+    assert by_user(cli_rows) == want
+    route_rows = client.get("/usage", cast_to=object)["data"]  # type: ignore[index]
+    assert by_user(route_rows) == want
+
+
 def test_abandoned_stream_is_metered_until_the_cut(base_url: str, admin_key: str) -> None:
     project = inference_cli("projects", "create", "abandoned")["id"]
     key = inference_cli("keys", "create", "--permission-set", "GenerativeApisModelAccess",

@@ -1,0 +1,129 @@
+"""ServeModels over handle doubles: a request whose replica died before producing anything
+is sent again; a model that may scale to zero is listed without being woken up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from ray.exceptions import ActorDiedError
+
+from app import backend
+from app.backend import ServeModels
+from app.errors import APIError
+
+OK = {"status": 200, "body": {"ok": True}}
+DEAD_ENGINE = {"status": 503, "body": {"error": {"code": "replica_failed"}}}
+CARD = {"id": "m", "created": 1, "owned_by": "o", "task": "chat", "context_length": 64}
+
+
+class Done:
+    """An awaitable that is already resolved or failed, like a finished DeploymentResponse."""
+
+    def __init__(self, outcome: Any) -> None:
+        self.outcome = outcome
+
+    def __await__(self) -> Any:
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        yield from ()
+        return self.outcome
+
+
+class MethodDoubleForTests:
+    def __init__(self, outcomes: list[Any]) -> None:
+        self.outcomes = outcomes
+        self.calls = 0
+
+    def remote(self, *args: Any) -> Any:
+        self.calls += 1
+        return Done(self.outcomes.pop(0))
+
+
+class StreamDoubleForTests:
+    def __init__(self, streams: list[list[Any]]) -> None:
+        self.streams = streams
+        self.calls = 0
+
+    def remote(self, *args: Any) -> AsyncIterator[Any]:
+        self.calls += 1
+        items = self.streams.pop(0)
+
+        async def gen() -> AsyncIterator[Any]:
+            for item in items:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+
+        return gen()
+
+
+class HandleDoubleForTests:
+    def __init__(self, chat: list[Any] | None = None,
+                 streams: list[list[Any]] | None = None) -> None:
+        self.chat = MethodDoubleForTests(chat or [])
+        self.embed = MethodDoubleForTests([])
+        self.chat_stream = StreamDoubleForTests(streams or [])
+        self.describe = MethodDoubleForTests([CARD] * 10)
+
+    def options(self, **_: Any) -> HandleDoubleForTests:
+        return self
+
+
+def models(handle: HandleDoubleForTests, scales_to_zero: bool = False) -> ServeModels:
+    route = {"wait_for_replica_s": None, "scales_to_zero": scales_to_zero,
+             "card": {**CARD, "context_length": None}}
+    return ServeModels({"m": ("chat", handle, route)})
+
+
+@pytest.fixture(autouse=True)
+def no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend, "REPLICA_FAILURE_RETRY_DELAY_S", 0)
+
+
+async def test_a_request_on_a_dead_replica_is_sent_again() -> None:
+    died = ActorDiedError()
+    handle = HandleDoubleForTests(chat=[died, DEAD_ENGINE, OK])
+    assert await models(handle).chat("m", {"messages": []}) == OK
+    assert handle.chat.calls == 3
+
+
+async def test_retries_end_with_a_clean_503() -> None:
+    handle = HandleDoubleForTests(chat=[ActorDiedError()] * 3)
+    with pytest.raises(APIError) as failed:
+        await models(handle).chat("m", {"messages": []})
+    assert failed.value.status == 503 and failed.value.code == "replica_failed"
+    assert failed.value.headers["Retry-After"]
+    assert handle.chat.calls == 3
+
+
+async def test_a_replys_own_error_is_not_retried() -> None:
+    bad = {"status": 400, "body": {"error": {"code": None}}}
+    handle = HandleDoubleForTests(chat=[bad, OK])
+    assert await models(handle).chat("m", {"messages": []}) == bad
+    assert handle.chat.calls == 1
+
+
+async def test_a_stream_is_restarted_only_before_its_first_item() -> None:
+    handle = HandleDoubleForTests(streams=[[ActorDiedError()], [DEAD_ENGINE], ["a", "b"]])
+    got = [i async for i in models(handle).chat_stream("m", {}, False)]
+    assert got == ["a", "b"] and handle.chat_stream.calls == 3
+
+    broken = HandleDoubleForTests(streams=[["a", ActorDiedError()], ["never"]])
+    with pytest.raises(ActorDiedError):
+        _ = [i async for i in models(broken).chat_stream("m", {}, False)]
+    assert broken.chat_stream.calls == 1  # output had gone out: no second try
+
+
+async def test_a_model_that_scales_to_zero_is_listed_without_waking_it() -> None:
+    handle = HandleDoubleForTests(chat=[OK])
+    served = models(handle, scales_to_zero=True)
+    [card] = await served.cards()
+    assert card.context_length is None and handle.describe.calls == 0
+    await served.chat("m", {"messages": []})
+    for _ in range(3):  # the full card is fetched in the background after serving
+        await asyncio.sleep(0)
+    [card] = await served.cards()
+    assert card.context_length == 64 and handle.describe.calls == 1

@@ -1,0 +1,114 @@
+"""The store's transactions and queries: reads never queue behind a write, lookups go by id,
+listing keys is one query."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app import store as store_module
+from app.store import Store, hash_secret
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every SQL statement the store runs from here on."""
+    seen: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db = connect(*args, **kwargs)
+        db.set_trace_callback(seen.append)
+        return db
+
+    monkeypatch.setattr(store_module.sqlite3, "connect", traced)
+    yield seen
+
+
+def test_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    project = store.default_project_id()
+    secret = store.create_key(["GenerativeApisModelAccess"], [project])["secret_key"]
+    reads: list[Callable[[], Any]] = [
+        lambda: store.key_by_hash(hash_secret(secret)),
+        lambda: store.project(project),
+        lambda: store.project_limits(project),
+        lambda: store.list_keys(project),
+        lambda: store.list_projects(),
+        lambda: store.usage(project),
+        lambda: store.has_keys(),
+    ]
+    writer = sqlite3.connect(store.path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    writer.execute("UPDATE projects SET rpm = 5")
+    try:
+        with ThreadPoolExecutor(len(reads)) as pool:
+            results = [f.result(timeout=5) for f in [pool.submit(r) for r in reads]]
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    key = results[0]
+    assert key is not None and key.grants[0].project_id == project
+    assert results[2] == (0, 0)  # the snapshot before the uncommitted write
+
+
+def test_writes_still_take_the_lock_up_front(tmp_path: Path,
+                                             statements: list[str]) -> None:
+    store = Store(tmp_path)
+    statements.clear()
+    store.create_project("p")
+    assert "BEGIN IMMEDIATE" in statements
+    statements.clear()
+    store.usage()
+    assert "BEGIN IMMEDIATE" not in statements and "BEGIN DEFERRED" in statements
+
+
+def test_project_lookups_go_by_id(tmp_path: Path, statements: list[str]) -> None:
+    store = Store(tmp_path)
+    project = store.create_project("team")["id"]
+    store.update_project(project, rpm=3, tpm=40)
+    statements.clear()
+    assert store.project(project) == {"id": project, "name": "team", "default": False,
+                                      "rpm": 3, "tpm": 40}
+    assert store.project_limits(project) == (3, 40)
+    assert store.project("nope") is None and store.project_limits("nope") == (0, 0)
+    selects = [s for s in statements if s.startswith("SELECT")]
+    assert len(selects) == 4 and all("FROM projects WHERE id = " in s for s in selects)
+
+
+def test_list_keys_is_one_query_and_filters_by_project(tmp_path: Path,
+                                                       statements: list[str]) -> None:
+    store = Store(tmp_path)
+    a, b = store.create_project("a")["id"], store.create_project("b")["id"]
+    only_a = store.create_key(["GenerativeApisModelAccess"], [a], "only-a")
+    both = store.create_key(["GenerativeApisModelAccess", "GenerativeApisFullAccess"],
+                            [a, b], "both")
+    org = store.create_key(["AllProductsFullAccess"], None, "org")
+    only_b = store.create_key(["GenerativeApisModelAccess"], [b], "only-b")
+    store.revoke_key(only_b["id"])
+    statements.clear()
+    listed = store.list_keys()
+    assert len([s for s in statements if s.startswith("SELECT")]) == 1
+    # Oldest first, then by id (keys made in the same second).
+    assert listed == sorted(listed, key=lambda k: (k["created_at"], k["id"]))
+    by_name = {k["name"]: k for k in listed}
+    assert set(by_name) == {"only-a", "both", "org", "only-b"}
+    for made in (only_a, both, org, only_b):
+        public = {k: v for k, v in made.items() if k != "secret_key"}
+        assert by_name[made["name"]] == {**public, "revoked": made is only_b}
+    assert by_name["both"]["permission_sets"] == ["GenerativeApisFullAccess",
+                                                  "GenerativeApisModelAccess"]
+    assert by_name["both"]["projects"] == sorted([a, b])
+    assert by_name["org"]["organization"] and by_name["org"]["projects"] == []
+
+    def ids(project: str) -> set[str]:
+        return {k["id"] for k in store.list_keys(project)}
+
+    assert ids(a) == {only_a["id"], both["id"], org["id"]}
+    assert ids(b) == {both["id"], org["id"], only_b["id"]}
+    assert ids("unknown") == {org["id"]}  # organisation-wide keys reach every project
