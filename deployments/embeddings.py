@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import time
 from typing import Any
 
@@ -61,7 +62,10 @@ class EmbeddingDeployment:
         assert self.spec.embedding is not None
         settings = self.spec.embedding
         self.model = SentenceTransformer(resolve(self.spec.source), device=settings.device)
-        self.tokenizer = self.model.tokenizer
+        # Counting and truncating run on the event loop while encode() tokenizes in its
+        # thread; a fast tokenizer's padding and truncation are state each call sets, so
+        # sharing one makes encode() fail under load. The event loop has its own copy.
+        self.tokenizer = copy.deepcopy(self.model.tokenizer)
         self.max_tokens: int = self.model.max_seq_length or self.tokenizer.model_max_length
         self.dimensions: int = self.model.get_embedding_dimension() or 0
         self.truncate = settings.truncate
