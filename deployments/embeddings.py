@@ -71,6 +71,8 @@ class EmbeddingDeployment:
         self.truncate = settings.truncate
         self.created = int(time.time())
         self._last_encoded = time.monotonic()
+        # One encode at a time: the model's tokenizer is state its calls set (see above).
+        self._encoding = asyncio.Lock()
         # serve.batch's wrapper carries these setters; its type hints do not.
         self._encode_one.set_max_batch_size(settings.max_batch_size)  # type: ignore[attr-defined]
         self._encode_one.set_batch_wait_timeout_s(  # type: ignore[attr-defined]
@@ -96,10 +98,11 @@ class EmbeddingDeployment:
         for _, queued in items:
             metrics.embedding_queue_wait.observe(started - queued, tags=tags)
         # encode() holds the CPU; a thread keeps the replica answering health checks.
-        vectors = await asyncio.to_thread(
-            self.model.encode, [text for text, _ in items], normalize_embeddings=True,
-            convert_to_numpy=True,
-        )
+        async with self._encoding:
+            vectors = await asyncio.to_thread(
+                self.model.encode, [text for text, _ in items], normalize_embeddings=True,
+                convert_to_numpy=True,
+            )
         self._last_encoded = time.monotonic()
         return list(vectors)
 
@@ -108,7 +111,8 @@ class EmbeddingDeployment:
         that has not encoded anything lately must still be able to encode one word."""
         if time.monotonic() - self._last_encoded < HEALTHY_IF_ENCODED_WITHIN_S:
             return
-        await asyncio.to_thread(self.model.encode, ["health"], convert_to_numpy=True)
+        async with self._encoding:
+            await asyncio.to_thread(self.model.encode, ["health"], convert_to_numpy=True)
         self._last_encoded = time.monotonic()
 
     def _token_counts(self, texts: list[str]) -> list[int]:
