@@ -90,7 +90,12 @@ class ChatDeployment:
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         if self.engine.dead:
             return ENGINE_DEAD_REPLY
-        result = await self.engine.chat(body)
+        try:
+            result = await self.engine.chat(body)
+        except Exception:
+            if self.engine.dead:  # cut off by the engine's death: the ingress retries it
+                return ENGINE_DEAD_REPLY
+            raise
         if isinstance(result, EngineFailure):
             return ENGINE_DEAD_REPLY if self.engine.dead else failure_reply(result)
         if not isinstance(result, dict):
