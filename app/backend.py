@@ -7,9 +7,9 @@ tested in-process with a double (tests/) and run in Serve with :class:`ServeMode
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from app.errors import APIError, model_not_found
 from app.protocol import ModelCard
@@ -41,33 +41,27 @@ class ModelBackend(Protocol):
 RETRY_AFTER_SECONDS = 1
 
 
+def _unavailable(message: str, code: str, retry_after: int) -> APIError:
+    return APIError(503, message, code=code, headers={"Retry-After": str(retry_after)})
+
+
 def overloaded(model: str) -> APIError:
-    return APIError(
-        503,
+    return _unavailable(
         f"The model '{model}' is serving as many requests as it can queue; retry shortly.",
-        code="overloaded",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
+        "overloaded", RETRY_AFTER_SECONDS)
 
 
 def replica_failed(model: str) -> APIError:
-    return APIError(
-        503,
+    return _unavailable(
         f"The replica of the model '{model}' working on this request stopped; it is being "
-        "replaced, retry shortly.",
-        code="replica_failed",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
+        "replaced, retry shortly.", "replica_failed", RETRY_AFTER_SECONDS)
 
 
 def no_replica_ready(model: str, waited_s: float) -> APIError:
-    return APIError(
-        503,
+    return _unavailable(
         f"No replica of the model '{model}' took the request within {waited_s:g} s (it may be "
         "starting up from zero or busy); retry shortly.",
-        code="no_replica_ready",
-        headers={"Retry-After": str(COLD_START_RETRY_AFTER_SECONDS)},
-    )
+        "no_replica_ready", COLD_START_RETRY_AFTER_SECONDS)
 
 
 # Seconds a client should wait before retrying when no replica was ready (a start from zero
@@ -118,21 +112,18 @@ class ServeModels:
     ``models`` maps a public model id to ``(task, handle, route)``; ``route`` holds what the
     config says of the model: ``wait_for_replica_s`` (longest wait for a replica to take a
     request, or None), ``scales_to_zero`` (it may have no replica at all) and ``card`` (its
-    model card as far as the config knows it).
+    model card from the config, for a model that can scale to zero).
     """
 
     def __init__(self, models: dict[str, tuple[str, Any, dict[str, Any]]]) -> None:
         self._handles = models
         self._described: dict[str, ModelCard] = {}
         self._lock = asyncio.Lock()
-        self._describing: set[str] = set()
-        self._pending: set[asyncio.Task[None]] = set()
 
     async def cards(self) -> list[ModelCard]:
-        # A model's full card (context length, dimensions) comes from a replica that has
-        # loaded it, once; it does not change while the app runs. A model that may have no
-        # replica is not woken up for a listing: until one of its replicas has served, it
-        # lists with what the config says.
+        # A model's card (context length, dimensions) comes from a replica that has loaded
+        # it, once; it does not change while the app runs. A model that may have no replica
+        # is not woken up for a listing: its card comes from the config.
         async with self._lock:
             ask = [m for m, (_, _, route) in self._handles.items()
                    if m not in self._described and not route["scales_to_zero"]]
@@ -143,23 +134,6 @@ class ServeModels:
                 self._described[model] = ModelCard.model_validate(card)
         return [self._described.get(m) or ModelCard.model_validate(route["card"])
                 for m, (_, _, route) in self._handles.items()]
-
-    def _served(self, model: str) -> None:
-        """A request was served, so the model has a replica now: learn its full card."""
-        if model in self._described or model in self._describing:
-            return
-        self._describing.add(model)
-
-        async def describe() -> None:
-            try:
-                card = await self._handles[model][1].describe.remote()
-                self._described[model] = ModelCard.model_validate(card)
-            finally:
-                self._describing.discard(model)
-
-        task = asyncio.get_running_loop().create_task(describe())
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
 
     async def task_of(self, model: str) -> str:
         if model not in self._handles:
@@ -182,53 +156,49 @@ class ServeModels:
             response.cancel()
             raise no_replica_ready(model, wait) from None
 
-    async def _unary(self, model: str, call: Callable[[], Any]) -> Reply:
-        """One whole-reply call, sent again on another replica if its replica died first."""
+    async def _first(self, model: str, call: Callable[[], Any],
+                     first_of: Callable[[Any], Awaitable[Any]]) -> tuple[Any, Any]:
+        """Start a call and await its first result (a whole reply, or a stream's first item).
+        If its replica died before that (nothing reached the client yet), the call is made
+        again, on another replica, up to ``REPLICA_FAILURE_RETRIES`` times."""
         for attempt in range(REPLICA_FAILURE_RETRIES + 1):
             last = attempt == REPLICA_FAILURE_RETRIES
+            response = call()
             try:
                 with _admission(model):
-                    response = call()
                     await self._assigned(model, response)
-                    reply: Reply = await response
-            except APIError as exc:
-                if exc.code != "replica_failed" or last:
-                    raise
-            else:
-                if not _replica_failed_reply(reply) or last:
-                    self._served(model)
-                    return reply
-            await asyncio.sleep(REPLICA_FAILURE_RETRY_DELAY_S)
-        raise AssertionError("unreachable")
-
-    async def chat(self, model: str, body: dict[str, Any]) -> Reply:
-        handle = self._handles[model][1]
-        return await self._unary(model, lambda: handle.chat.remote(ChatRequestBody(body)))
-
-    async def chat_stream(
-        self, model: str, body: dict[str, Any], include_usage: bool
-    ) -> AsyncIterator[StreamItem]:
-        handle = self._handles[model][1].options(stream=True)
-        for attempt in range(REPLICA_FAILURE_RETRIES + 1):
-            last = attempt == REPLICA_FAILURE_RETRIES
-            items = handle.chat_stream.remote(ChatRequestBody(body), include_usage)
-            try:
-                with _admission(model):  # a rejection surfaces with the first item
-                    await self._assigned(model, items)
-                    first = await anext(items)
+                    first = await first_of(response)
             except APIError as exc:
                 if exc.code != "replica_failed" or last:
                     raise
             else:
                 if not _replica_failed_reply(first) or last:
-                    break
-            # Nothing reached the client yet: start over on another replica.
+                    return response, first
             await asyncio.sleep(REPLICA_FAILURE_RETRY_DELAY_S)
-        self._served(model)
+        raise AssertionError("unreachable")
+
+    async def chat(self, model: str, body: dict[str, Any]) -> Reply:
+        handle = self._handles[model][1]
+        _, reply = await self._first(
+            model, lambda: handle.chat.remote(ChatRequestBody(body)), _resolved)
+        return cast(Reply, reply)
+
+    async def chat_stream(
+        self, model: str, body: dict[str, Any], include_usage: bool
+    ) -> AsyncIterator[StreamItem]:
+        handle = self._handles[model][1].options(stream=True)
+        # A rejection (full queue, dead replica) surfaces with the first item.
+        items, first = await self._first(
+            model, lambda: handle.chat_stream.remote(ChatRequestBody(body), include_usage), anext)
         yield first
         async for item in items:
             yield item
 
     async def embed(self, model: str, body: dict[str, Any]) -> Reply:
         handle = self._handles[model][1]
-        return await self._unary(model, lambda: handle.embed.remote(body))
+        _, reply = await self._first(model, lambda: handle.embed.remote(body), _resolved)
+        return cast(Reply, reply)
+
+
+async def _resolved(response: Awaitable[Any]) -> Any:
+    return await response

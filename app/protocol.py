@@ -264,8 +264,7 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str
     task: Literal["chat", "embedding"]  # extension
-    # extension; unknown (omitted) for a model scaled to zero that has not run yet
-    context_length: int | None = None
+    context_length: int  # extension
     dimensions: int | None = None  # extension: embeddings only
 
 

@@ -243,16 +243,20 @@ class Store:
         unknown = [s for s in permission_sets if s not in PERMISSION_SETS]
         if unknown:
             raise StoreError(f"unknown permission set(s) {unknown}; known: {list(PERMISSION_SETS)}")
-        if projects is not None:
-            if not projects:
-                raise StoreError("give at least one project, or the whole organisation")
-            missing = [p for p in dict.fromkeys(projects) if self.project(p) is None]
-            if missing:
-                raise StoreError(f"unknown project(s) {missing}")
+        if projects is not None and not projects:
+            raise StoreError("give at least one project, or the whole organisation")
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         key_id = "key_" + secrets.token_hex(8)
         scopes: list[str | None] = list(dict.fromkeys(projects)) if projects else [None]
         with self._db() as db:
+            if projects is not None:  # checked in the transaction that grants them
+                named = list(dict.fromkeys(projects))
+                known = {r[0] for r in db.execute(
+                    f"SELECT id FROM projects WHERE id IN ({', '.join('?' * len(named))})",
+                    named)}
+                missing = [p for p in named if p not in known]
+                if missing:
+                    raise StoreError(f"unknown project(s) {missing}")
             db.execute(
                 "INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES (?, ?, ?, ?)",
                 (key_id, name, hash_secret(secret), int(time.time())),

@@ -53,9 +53,22 @@ def _route(spec: ModelSpec, built: int) -> dict[str, Any]:
     return {
         "wait_for_replica_s": spec.deployment.wait_for_replica_s,
         "scales_to_zero": autoscaling is not None and autoscaling.min_replicas == 0,
-        "card": {"id": spec.id, "created": built, "owned_by": spec.owned_by, "task": spec.task,
-                 "context_length": spec.chat.max_model_len if spec.chat else None},
+        "card": _config_card(spec, built),
     }
+
+
+def _config_card(spec: ModelSpec, built: int) -> dict[str, Any] | None:
+    """The model card from the config alone, for a model that can scale to zero (the config
+    requires what it needs; the replica checks it against the model it loads)."""
+    if spec.chat:
+        return {"id": spec.id, "created": built, "owned_by": spec.owned_by, "task": "chat",
+                "context_length": spec.chat.max_model_len}
+    assert spec.embedding is not None
+    if spec.embedding.dimensions is None or spec.embedding.max_seq_length is None:
+        return None
+    return {"id": spec.id, "created": built, "owned_by": spec.owned_by, "task": "embedding",
+            "context_length": spec.embedding.max_seq_length,
+            "dimensions": spec.embedding.dimensions}
 
 
 # Ray gives every cluster's head node this resource (and no other node).

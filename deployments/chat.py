@@ -19,6 +19,7 @@ from typing import Any
 
 from ray import serve
 
+from app.backend import replica_failed
 from deployments.builtin_models import resolve
 from deployments.config import ModelSpec
 from deployments.vllm_engine import EngineFailure, VLLMChatEngine
@@ -34,12 +35,8 @@ ENGINE_WATCH_PERIOD_S = 0.5
 
 # The reply for a request that reached a replica whose engine has died: the ingress retries
 # it on another replica (nothing was generated), and a client sees it only if none is left.
-ENGINE_DEAD_REPLY: dict[str, Any] = {
-    "status": 503,
-    "body": {"error": {
-        "message": "The replica that took this request lost its engine; retry shortly.",
-        "type": "overloaded_error", "param": None, "code": "replica_failed"}},
-}
+def engine_dead_reply(model: str) -> dict[str, Any]:
+    return {"status": 503, "body": replica_failed(model).body()}
 
 
 def failure_reply(failure: EngineFailure) -> dict[str, Any]:
@@ -87,17 +84,26 @@ class ChatDeployment:
             "context_length": self.engine.context_length,
         }
 
-    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _run(self, body: dict[str, Any]) -> tuple[dict[str, Any] | None, Any]:
+        """``(error reply, None)`` or ``(None, vLLM's result)``. A request that meets a dead
+        engine, before or while it runs, gets the engine-dead reply (the ingress retries it)."""
         if self.engine.dead:
-            return ENGINE_DEAD_REPLY
+            return engine_dead_reply(self.spec.id), None
         try:
             result = await self.engine.chat(body)
         except Exception:
-            if self.engine.dead:  # cut off by the engine's death: the ingress retries it
-                return ENGINE_DEAD_REPLY
+            if self.engine.dead:
+                return engine_dead_reply(self.spec.id), None
             raise
         if isinstance(result, EngineFailure):
-            return ENGINE_DEAD_REPLY if self.engine.dead else failure_reply(result)
+            dead = self.engine.dead
+            return (engine_dead_reply(self.spec.id) if dead else failure_reply(result)), None
+        return None, result
+
+    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        error, result = await self._run(body)
+        if error is not None:
+            return error
         if not isinstance(result, dict):
             raise TypeError("a non-streaming request produced a stream")
         return {"status": 200, "body": result}
@@ -108,12 +114,9 @@ class ChatDeployment:
         # Every chunk carries cumulative usage (CONTRACT.md, "Streaming and usage"): vLLM's
         # continuous usage stats, which it only computes together with include_usage.
         body = {**body, "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
-        if self.engine.dead:
-            yield ENGINE_DEAD_REPLY
-            return
-        result = await self.engine.chat(body)
-        if isinstance(result, EngineFailure):
-            yield ENGINE_DEAD_REPLY if self.engine.dead else failure_reply(result)
+        error, result = await self._run(body)
+        if error is not None:
+            yield error
             return
         if isinstance(result, dict):
             raise TypeError("a streaming request produced a whole reply")

@@ -179,6 +179,14 @@ class EmbeddingEngine(Strict):
     truncate: bool = Field(
         False, description="Truncate over-long inputs instead of refusing them with a 400."
     )
+    dimensions: int | None = Field(
+        None, ge=1, description="The model's vector size, for its model card while no replica "
+        "runs; required when it can scale to zero. A replica whose model differs refuses to "
+        "start."
+    )
+    max_seq_length: int | None = Field(
+        None, ge=1, description="Tokens per input (the card's context_length), as above."
+    )
 
 
 class ModelSpec(Strict):
@@ -209,6 +217,13 @@ class ModelSpec(Strict):
             if self.chat is not None:
                 raise ValueError(f"{self.id}: an embedding model takes 'embedding', not 'chat'")
             self.embedding = self.embedding or EmbeddingEngine()
+            scaling = self.deployment.autoscaling
+            if scaling is not None and scaling.min_replicas == 0 and (
+                    self.embedding.dimensions is None or self.embedding.max_seq_length is None):
+                raise ValueError(
+                    f"{self.id}: an embedding model that can scale to zero needs "
+                    "embedding.dimensions and embedding.max_seq_length, so GET /v1/models can "
+                    "describe it while no replica runs")
             if self.deployment.request_router != "power_of_two":
                 raise ValueError(f"{self.id}: prefix-cache routing is for chat models")
         tp = self.chat.tensor_parallel_size if self.chat else 1

@@ -68,6 +68,12 @@ class EmbeddingDeployment:
         self.tokenizer = copy.deepcopy(self.model.tokenizer)
         self.max_tokens: int = self.model.max_seq_length or self.tokenizer.model_max_length
         self.dimensions: int = self.model.get_embedding_dimension() or 0
+        # What the config told GET /v1/models while no replica ran must be what is served.
+        for name, said, actual in (("dimensions", settings.dimensions, self.dimensions),
+                                   ("max_seq_length", settings.max_seq_length, self.max_tokens)):
+            if said is not None and said != actual:
+                raise ValueError(f"{self.spec.id}: the config says embedding.{name} {said}, "
+                                 f"the model has {actual}")
         self.truncate = settings.truncate
         self.created = int(time.time())
         self._last_encoded = time.monotonic()

@@ -3,7 +3,6 @@ is sent again; a model that may scale to zero is listed without being woken up."
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -74,7 +73,7 @@ class HandleDoubleForTests:
 
 def models(handle: HandleDoubleForTests, scales_to_zero: bool = False) -> ServeModels:
     route = {"wait_for_replica_s": None, "scales_to_zero": scales_to_zero,
-             "card": {**CARD, "context_length": None}}
+             "card": {**CARD, "context_length": 32}}
     return ServeModels({"m": ("chat", handle, route)})
 
 
@@ -121,9 +120,15 @@ async def test_a_model_that_scales_to_zero_is_listed_without_waking_it() -> None
     handle = HandleDoubleForTests(chat=[OK])
     served = models(handle, scales_to_zero=True)
     [card] = await served.cards()
-    assert card.context_length is None and handle.describe.calls == 0
+    assert card.context_length == 32 and handle.describe.calls == 0
     await served.chat("m", {"messages": []})
-    for _ in range(3):  # the full card is fetched in the background after serving
-        await asyncio.sleep(0)
-    [card] = await served.cards()
+    await served.cards()
+    assert handle.describe.calls == 0  # the config's card stands
+
+
+async def test_other_models_are_described_by_their_replica_once() -> None:
+    handle = HandleDoubleForTests()
+    served = models(handle)
+    for _ in range(3):
+        [card] = await served.cards()
     assert card.context_length == 64 and handle.describe.calls == 1

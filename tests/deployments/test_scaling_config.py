@@ -176,3 +176,16 @@ async def test_a_chat_replica_whose_engine_never_started_shuts_down_cleanly() ->
     cls = ChatDeployment.func_or_class  # type: ignore[attr-defined]
     replica = object.__new__(cls)
     await replica.__del__()
+
+
+def test_an_embedding_model_that_scales_to_zero_states_its_card() -> None:
+    zero = embedding(autoscaling={"min_replicas": 0, "max_replicas": 1})
+    with pytest.raises(ValidationError, match="embedding.dimensions and"):
+        ModelSpec.model_validate(zero)
+    zero["embedding"] = {"dimensions": 384, "max_seq_length": 256}
+    app = build_app({"models": [zero]})
+    _, _, route = app._bound_deployment.init_args[0]["org/embed:fp32"]
+    assert route["scales_to_zero"] is True
+    assert route["card"] == {"id": "org/embed:fp32", "created": route["card"]["created"],
+                             "owned_by": "organization", "task": "embedding",
+                             "context_length": 256, "dimensions": 384}

@@ -35,6 +35,7 @@ def zero_url(base_url: str) -> Iterator[str]:
         "ingress": {"deployment": {"num_cpus": 0.01}},
         "models": [
             {"id": model, "task": "embedding", "source": "builtin:all-minilm-l6-v2",
+             "embedding": {"dimensions": 384, "max_seq_length": 256},
              "deployment": _zero_to_one(wait)}
             for model, wait in ((HELD, None), (SHORT, 0.5))
         ],
@@ -56,7 +57,10 @@ def test_listing_models_does_not_wake_them(zero_url: str, admin_key: str) -> Non
     client = openai.OpenAI(base_url=f"{zero_url}/v1", api_key=admin_key, max_retries=0)
     listed = {m.id: m.model_dump() for m in client.models.list()}
     assert set(listed) == {HELD, SHORT}
-    assert listed[HELD]["task"] == "embedding"
+    for model in (HELD, SHORT):  # the contract's card, from the config
+        assert listed[model]["task"] == "embedding"
+        assert listed[model]["context_length"] == 256
+        assert listed[model]["dimensions"] == 384
     time.sleep(3)
     assert _running_replicas(HELD) == 0
     assert _running_replicas(SHORT) == 0
@@ -68,12 +72,6 @@ def test_first_request_is_held_until_a_replica_is_up(zero_url: str, admin_key: s
     reply = client.embeddings.create(model=HELD, input="the first request after idle")
     assert len(reply.data[0].embedding) == 384
     assert _running_replicas(HELD) == 1
-    # Having served, the model lists its full card.
-    deadline = time.monotonic() + 30
-    while (card := client.models.retrieve(HELD).model_dump()).get("dimensions") is None:
-        assert time.monotonic() < deadline, card
-        time.sleep(1)
-    assert card["dimensions"] == 384
 
 
 def test_a_slow_start_is_a_503_with_retry_after_then_served(
@@ -98,3 +96,14 @@ def test_a_slow_start_is_a_503_with_retry_after_then_served(
             assert time.monotonic() < deadline, "no replica came up"
             time.sleep(float(exc.response.headers["retry-after"]))
     assert len(reply.data[0].embedding) == 384
+
+
+def test_a_replica_whose_model_differs_from_the_config_refuses_to_start() -> None:
+    """What GET /v1/models said from the config must be what the replica serves."""
+    from deployments.embeddings import EmbeddingDeployment
+
+    spec = {"id": "wrong-card", "task": "embedding", "source": "builtin:all-minilm-l6-v2",
+            "embedding": {"dimensions": 768, "max_seq_length": 256}}
+    cls = EmbeddingDeployment.func_or_class  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="embedding.dimensions 768, the model has 384"):
+        cls(spec)
