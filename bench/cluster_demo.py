@@ -47,6 +47,7 @@ import openai
 
 from deployments.app import deployment_name
 from deployments.config import AppConfig, app_args_from_serve_config
+from deployments.serve_env import serve_env
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "cluster-demo.yaml"
@@ -128,6 +129,11 @@ class SimulatedCluster:
         # nodes and this process then use the same token.
         env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
                "RAY_AUTH_MODE": "token"}
+        # Serve as config/serve.env runs it, except the front: the simulated nodes share this
+        # host's ports, so HTTP goes through Serve's proxy on the head instead of HAProxy
+        # and ingress replicas serving HTTP themselves.
+        env.update(serve_env(private_ports=True))
+        env.update({"RAY_SERVE_ENABLE_HA_PROXY": "0", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"})
         env.pop("RAY_ADDRESS", None)
         ray_cli = str(Path(sys.executable).parent / "ray")
         subprocess.run(

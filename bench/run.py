@@ -33,6 +33,7 @@ import yaml
 
 from deployments.builtin_models import resolve
 from deployments.config import AppConfig, app_args_from_serve_config
+from deployments.serve_env import serve_env
 from deployments.vllm_engine import engine_env, standalone_server_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +83,8 @@ class Stack:
         data = yaml.safe_load(LAPTOP.read_text())
         data["http_options"]["port"] = self.port
         self.config.write_text(yaml.safe_dump(data))
-        self.env = {"INFERENCE_STATE_DIR": str(self.state)}
+        # Serve runs as `make serve` runs it, on ports of its own.
+        self.env = {"INFERENCE_STATE_DIR": str(self.state), **serve_env(private_ports=True)}
         init = subprocess.run([sys.executable, "-m", "app.cli", "init", "--json"], cwd=ROOT,
                               env={**os.environ, **self.env}, check=True, capture_output=True,
                               text=True)

@@ -68,9 +68,12 @@ def base_url(state_dir: Path) -> Iterator[str]:
 
     from deployments.app import build_app
     from deployments.config import app_args_from_serve_config
+    from deployments.serve_env import serve_env
 
     args = app_args_from_serve_config(ROOT / "config" / "laptop.yaml")
     port = _free_port()
+    # Serve runs as `make serve` runs it; Ray's processes read these when they start.
+    os.environ.update(serve_env(private_ports=True))
     ray.init(include_dashboard=False, log_to_driver=False, _metrics_export_port=METRICS_PORT)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})

@@ -1,0 +1,31 @@
+"""config/serve.env: the settings Serve's processes start with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deployments import serve_env
+
+
+def test_the_shipped_file_turns_on_the_haproxy_front_and_throughput_mode() -> None:
+    env = serve_env.read()
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+
+
+def test_private_ports_differ_from_the_fixed_ones_and_from_each_other() -> None:
+    fixed = serve_env.serve_env()
+    private = serve_env.serve_env(private_ports=True)
+    ports = [private[name] for name in serve_env._PORTS]
+    assert len(set(ports)) == len(ports)
+    assert not set(ports) & {"8404", "9101", "8500", "9500"}
+    assert {k: v for k, v in private.items() if k not in serve_env._PORTS} == fixed
+
+
+def test_a_line_without_a_value_is_refused_with_its_place(tmp_path: Path) -> None:
+    path = tmp_path / "serve.env"
+    path.write_text("# comment\n\nRAY_SERVE_ENABLE_HA_PROXY=1\nexport THING\n")
+    with pytest.raises(ValueError, match=r"serve.env:4: expected KEY=VALUE"):
+        serve_env.read(path)
