@@ -32,7 +32,7 @@ models: setup
 serve: models
 	@# First start: creates a full-access key for the default project and prints it once.
 	$(VENV)/bin/inference init --config config/laptop.yaml
-	@# config/serve.env: how Serve itself runs (HAProxy front, gRPC between deployments).
+	@# config/serve.env: how Serve itself runs (HAProxy front, ingress replicas serving HTTP).
 	set -a && . config/serve.env && set +a && exec $(VENV)/bin/serve run config/laptop.yaml
 
 lint: setup

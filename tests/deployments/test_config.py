@@ -34,7 +34,7 @@ def laptop_args() -> dict[str, Any]:
 def test_laptop_serves_the_builtin_models() -> None:
     config = AppConfig.model_validate(laptop_args())
     assert {m.id: m.task for m in config.models} == {
-        "huggingfacetb/smollm2-135m-instruct:bf16": "chat",
+        "huggingfacetb/smollm2-135m-instruct:fp32": "chat",
         "sentence-transformers/all-minilm-l6-v2:fp32": "embedding",
     }
     total_cpus = config.ingress.deployment.num_cpus + sum(

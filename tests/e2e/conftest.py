@@ -17,7 +17,7 @@ import openai
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CHAT_MODEL = "huggingfacetb/smollm2-135m-instruct:bf16"
+CHAT_MODEL = "huggingfacetb/smollm2-135m-instruct:fp32"
 EMBED_MODEL = "sentence-transformers/all-minilm-l6-v2:fp32"
 
 
