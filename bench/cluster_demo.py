@@ -129,11 +129,10 @@ class SimulatedCluster:
         # nodes and this process then use the same token.
         env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
                "RAY_AUTH_MODE": "token"}
-        # Serve as config/serve.env runs it, except the front: the simulated nodes share this
-        # host's ports, so HTTP goes through Serve's proxy on the head instead of HAProxy
-        # and ingress replicas serving HTTP themselves.
-        env.update(serve_env(private_ports=True))
-        env.update({"RAY_SERVE_ENABLE_HA_PROXY": "0", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"})
+        # Serve's defaults, not config/serve.env: the simulated nodes share this host's ports,
+        # so HTTP goes through Serve's Python proxy on the head, not HAProxy.
+        for name in serve_env():
+            env.pop(name, None)
         env.pop("RAY_ADDRESS", None)
         ray_cli = str(Path(sys.executable).parent / "ray")
         subprocess.run(
