@@ -32,7 +32,7 @@ models: setup
 serve: models
 	@# First start: creates a full-access key for the default project and prints it once.
 	$(VENV)/bin/inference init --config config/laptop.yaml
-	@# config/serve.env: how Serve itself runs (HAProxy front, ingress replicas serving HTTP).
+	@# config/serve.env: how Serve itself runs (process settings Ray reads when it starts).
 	set -a && . config/serve.env && set +a && exec $(VENV)/bin/serve run config/laptop.yaml
 
 lint: setup

@@ -129,8 +129,8 @@ class SimulatedCluster:
         # nodes and this process then use the same token.
         env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
                "RAY_AUTH_MODE": "token"}
-        # Serve's defaults, not config/serve.env: the simulated nodes share this host's ports,
-        # so HTTP goes through Serve's Python proxy on the head, not HAProxy.
+        # Serve's defaults whatever config/serve.env sets: the simulated nodes share this
+        # host's ports, where a front per node (HAProxy) would collide.
         for name in serve_env():
             env.pop(name, None)
         env.pop("RAY_ADDRESS", None)

@@ -9,10 +9,14 @@ import pytest
 from deployments import serve_env
 
 
-def test_the_shipped_file_turns_on_the_haproxy_front_and_throughput_mode() -> None:
-    env = serve_env.read()
-    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
-    assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+def test_the_shipped_file_reads_and_sets_only_serve_settings() -> None:
+    assert all(name.startswith("RAY_SERVE_") for name in serve_env.read())
+
+
+def test_settings_and_comments_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "serve.env"
+    path.write_text("# a comment\n\nRAY_SERVE_ENABLE_HA_PROXY = 1\n")
+    assert serve_env.read(path) == {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
 
 def test_private_ports_differ_from_the_fixed_ones_and_from_each_other() -> None:
