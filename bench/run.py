@@ -83,8 +83,8 @@ class Stack:
         data = yaml.safe_load(LAPTOP.read_text())
         data["http_options"]["port"] = self.port
         self.config.write_text(yaml.safe_dump(data))
-        # Serve runs as `make serve` runs it, on ports of its own.
-        self.env = {"INFERENCE_STATE_DIR": str(self.state), **serve_env(private_ports=True)}
+        # Serve runs as `make serve` runs it.
+        self.env = {"INFERENCE_STATE_DIR": str(self.state), **serve_env()}
         init = subprocess.run([sys.executable, "-m", "app.cli", "init", "--json"], cwd=ROOT,
                               env={**os.environ, **self.env}, check=True, capture_output=True,
                               text=True)

@@ -6,30 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from deployments import serve_env
+from deployments.serve_env import serve_env
 
 
 def test_the_shipped_file_reads_and_sets_only_serve_settings() -> None:
-    assert all(name.startswith("RAY_SERVE_") for name in serve_env.read())
+    assert all(name.startswith("RAY_SERVE_") for name in serve_env())
 
 
 def test_settings_and_comments_are_read(tmp_path: Path) -> None:
     path = tmp_path / "serve.env"
     path.write_text("# a comment\n\nRAY_SERVE_ENABLE_HA_PROXY = 1\n")
-    assert serve_env.read(path) == {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
-
-
-def test_private_ports_differ_from_the_fixed_ones_and_from_each_other() -> None:
-    fixed = serve_env.serve_env()
-    private = serve_env.serve_env(private_ports=True)
-    ports = [private[name] for name in serve_env._PORTS]
-    assert len(set(ports)) == len(ports)
-    assert not set(ports) & {"8404", "9101", "8500", "9500"}
-    assert {k: v for k, v in private.items() if k not in serve_env._PORTS} == fixed
+    assert serve_env(path) == {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
 
 def test_a_line_without_a_value_is_refused_with_its_place(tmp_path: Path) -> None:
     path = tmp_path / "serve.env"
     path.write_text("# comment\n\nRAY_SERVE_ENABLE_HA_PROXY=1\nexport THING\n")
     with pytest.raises(ValueError, match=r"serve.env:4: expected KEY=VALUE"):
-        serve_env.read(path)
+        serve_env(path)

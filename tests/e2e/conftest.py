@@ -73,7 +73,7 @@ def base_url(state_dir: Path) -> Iterator[str]:
     args = app_args_from_serve_config(ROOT / "config" / "laptop.yaml")
     port = _free_port()
     # Serve runs as `make serve` runs it; Ray's processes read these when they start.
-    os.environ.update(serve_env(private_ports=True))
+    os.environ.update(serve_env())
     ray.init(include_dashboard=False, log_to_driver=False, _metrics_export_port=METRICS_PORT)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
