@@ -35,10 +35,12 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(7, 3.8))
     labels = [f"in-process\nbatch {b}" for b in emb["in_process_sentences_per_s"]]
     values = list(emb["in_process_sentences_per_s"].values())
-    labels += [f"endpoint\n{r['concurrency']} clients" for r in emb["runs"]]
-    values += [r["stack_sentences_per_s"] for r in emb["runs"]]
+    for r in emb["runs"]:
+        labels += [f"endpoint\n{r['concurrency']} cl.", f"bare HTTP\n{r['concurrency']} cl."]
+        values += [r["stack_sentences_per_s"], r["floor_sentences_per_s"]]
     ax.bar(labels, values, color=["#999"] * len(emb["in_process_sentences_per_s"])
-           + ["#1f77b4"] * len(emb["runs"]))
+           + ["#1f77b4", "#ff7f0e"] * len(emb["runs"]))
+    ax.tick_params(axis="x", labelsize=7)
     ax.set_ylabel("sentences/s")
     ax.set_title("Embeddings")
     fig.tight_layout()
@@ -62,7 +64,8 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "|---|---|---|",
     ]
     for key in ("chat_throughput_ratio", "chat_ttft_p50_ratio", "chat_itl_p50_ratio",
-                "embed_throughput_ratio_vs_best_batch", "ingress_overhead_ms_p50",
+                "embed_throughput_ratio_vs_best_batch", "embed_http_floor_ratio_vs_best_batch",
+                "ingress_overhead_ms_p50",
                 "cold_start_s"):
         item = results[key]
         where = ", ".join(f"{k} {v}" for k, v in item.items() if k != "value")
@@ -82,8 +85,13 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     lines += ["", "## Embeddings: endpoint vs in-process `SentenceTransformer.encode`", "",
               "| in-process batch | sentences/s |", "|---|---|"]
     lines += [f"| {b} | {v:.1f} |" for b, v in e["in_process_sentences_per_s"].items()]
-    lines += ["", "| endpoint clients | sentences/s |", "|---|---|"]
-    lines += [f"| {r['concurrency']} | {r['stack_sentences_per_s']:.1f} |" for r in e["runs"]]
+    lines += ["", ("The same client and sentences against the endpoint and against a bare "
+                   "starlette server holding the model with a batcher (bench/embedding_floor.py): "
+                   "what HTTP and the client cost on this machine before any of the stack."), "",
+              "| clients | endpoint sentences/s | bare HTTP server sentences/s |",
+              "|---|---|---|"]
+    lines += [f"| {r['concurrency']} | {r['stack_sentences_per_s']:.1f} "
+              f"| {r['floor_sentences_per_s']:.1f} |" for r in e["runs"]]
     i = d["ingress"]
     lines += ["", "## Ingress overhead", "",
               (f"{i['route']} at concurrency {i['concurrency']}: stack {i['stack_rps']:.0f} "

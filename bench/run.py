@@ -254,18 +254,35 @@ def embedding_runs(stack: Stack, model: str, path: str, smoke: bool, workdir: Pa
     in_process = {b: in_process_embeddings(path, sentences, b) for b in batch_sizes}
     best = max(in_process, key=lambda b: in_process[b])
     rows = []
-    for c in ([1] if smoke else [1, 8, 32]):
-        prompts = 8 if smoke else max(64, 8 * c)
-        result = bench_serve("openai-embeddings", stack.url, model, path, c, prompts, dataset,
-                             stack.key)
-        rows.append({"concurrency": c, "prompts": prompts,
-                     "stack_sentences_per_s": result["request_throughput"]})
+    # The floor: the same client against a bare HTTP server holding the model (see
+    # bench/embedding_floor.py), alternating with the endpoint.
+    port = free_port()
+    floor_url = f"http://127.0.0.1:{port}"
+    uvicorn = [sys.executable, "-m", "uvicorn", "bench.embedding_floor:app", "--port",
+               str(port), "--log-level", "warning"]
+    with process(uvicorn, workdir / "floor.log", {"EMBEDDING_FLOOR_MODEL": path}):
+        wait_until(lambda: httpx.post(f"{floor_url}/v1/embeddings",
+                                      json={"model": model, "input": "hi"}).status_code == 200,
+                   120, "the bare embeddings server")
+        for c in ([1] if smoke else [1, 8, 32]):
+            prompts = 8 if smoke else max(64, 8 * c)
+            ours, floor = alternate(
+                1,
+                lambda c=c, p=prompts: bench_serve("openai-embeddings", stack.url, model, path,
+                                                   c, p, dataset, stack.key),
+                lambda c=c, p=prompts: bench_serve("openai-embeddings", floor_url, model, path,
+                                                   c, p, dataset, None),
+            )
+            rows.append({"concurrency": c, "prompts": prompts,
+                         "stack_sentences_per_s": ours[0]["request_throughput"],
+                         "floor_sentences_per_s": floor[0]["request_throughput"]})
     top = rows[-1]
     return {
         "in_process_sentences_per_s": {str(b): v for b, v in in_process.items()},
         "best_batch": best,
         "runs": rows,
         "ratio_vs_best_batch": top["stack_sentences_per_s"] / in_process[best],
+        "floor_ratio_vs_best_batch": top["floor_sentences_per_s"] / in_process[best],
         "ratio_concurrency": top["concurrency"],
     }
 
@@ -309,6 +326,12 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
                                "concurrency": top["concurrency"]},
         "embed_throughput_ratio_vs_best_batch": {
             "value": embeddings["ratio_vs_best_batch"],
+            "concurrency": embeddings["ratio_concurrency"],
+            "best_batch": embeddings["best_batch"]},
+        # What a bare HTTP server with the model in-process reaches against the same
+        # baseline: the most any server can get on this machine with this client.
+        "embed_http_floor_ratio_vs_best_batch": {
+            "value": embeddings["floor_ratio_vs_best_batch"],
             "concurrency": embeddings["ratio_concurrency"],
             "best_batch": embeddings["best_batch"]},
         "ingress_overhead_ms_p50": {"value": results["ingress"]["overhead_ms_p50"],
