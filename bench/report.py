@@ -32,7 +32,7 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
     plt.close(fig)
 
     emb = results["details"]["embeddings"]
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(10, 3.8))
     labels = [f"in-process\nbatch {b}" for b in emb["in_process_sentences_per_s"]]
     values = list(emb["in_process_sentences_per_s"].values())
     for r in emb["runs"]:
