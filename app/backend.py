@@ -7,12 +7,14 @@ tested in-process with a double (tests/) and run in Serve with :class:`ServeMode
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, cast
 
+from app.coalescing import CallCoalescer
 from app.errors import APIError, model_not_found
-from app.protocol import ModelCard
+from app.protocol import MAX_EMBEDDING_INPUTS, ModelCard
 
 # A model deployment's reply: {"status": int, "body": dict}; streams yield SSE frames (str),
 # the first item possibly such a reply instead when the request fails before it starts, the
@@ -119,6 +121,24 @@ class ServeModels:
         self._handles = models
         self._described: dict[str, ModelCard] = {}
         self._lock = asyncio.Lock()
+        self._coalescers = {
+            model: self._coalescer(model, route["ingress_calls_in_flight"],
+                                   route["max_queued_requests"])
+            for model, (_, _, route) in models.items()
+            if route.get("ingress_calls_in_flight")
+        }
+
+    def _coalescer(self, model: str, calls_in_flight: int, max_queued: int) -> CallCoalescer:
+        handle = self._handles[model][1]
+
+        async def send(bodies: list[dict[str, Any]]) -> list[Reply]:
+            _, replies = await self._first(
+                model, lambda: handle.embed_many.remote(bodies), _resolved)
+            return cast(list[Reply], replies)
+
+        return CallCoalescer(
+            send, calls_in_flight, max_waiting=sys.maxsize if max_queued < 0 else max_queued,
+            max_inputs_per_call=MAX_EMBEDDING_INPUTS, refuse=lambda: overloaded(model))
 
     async def cards(self) -> list[ModelCard]:
         # A model's card (context length, dimensions) comes from a replica that has loaded
@@ -195,9 +215,15 @@ class ServeModels:
             yield item
 
     async def embed(self, model: str, body: dict[str, Any]) -> Reply:
-        handle = self._handles[model][1]
-        _, reply = await self._first(model, lambda: handle.embed.remote(body), _resolved)
-        return cast(Reply, reply)
+        coalescer = self._coalescers.get(model)
+        if coalescer is None:
+            handle = self._handles[model][1]
+            _, reply = await self._first(model, lambda: handle.embed.remote(body), _resolved)
+            return cast(Reply, reply)
+        reply = await coalescer.submit(body)
+        if "failed" in reply:  # it failed alone on the replica, which logged why
+            raise RuntimeError(f"the embedding replica failed on this request: {reply['failed']}")
+        return reply
 
 
 async def _resolved(response: Awaitable[Any]) -> Any:

@@ -51,6 +51,9 @@ def _route(spec: ModelSpec, built: int) -> dict[str, Any]:
     """What the ingress knows of a model from the config (see app.backend.ServeModels)."""
     autoscaling = spec.deployment.autoscaling
     return {
+        "ingress_calls_in_flight": spec.embedding.ingress_calls_in_flight
+        if spec.embedding else None,
+        "max_queued_requests": spec.deployment.max_queued_requests,
         "wait_for_replica_s": spec.deployment.wait_for_replica_s,
         "scales_to_zero": autoscaling is not None and autoscaling.min_replicas == 0,
         "card": _config_card(spec, built),

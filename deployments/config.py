@@ -179,6 +179,12 @@ class EmbeddingEngine(Strict):
     truncate: bool = Field(
         False, description="Truncate over-long inputs instead of refusing them with a 400."
     )
+    ingress_calls_in_flight: int | None = Field(
+        None, ge=1, description="Calls each ingress replica keeps open to this model; "
+        "requests beyond wait in the ingress and go together in the next call (app/"
+        "coalescing.py). Fewer = bigger batches and less per-call CPU, more waiting at high "
+        "load; at least the replicas' count. None = one call per request."
+    )
     dimensions: int | None = Field(
         None, ge=1, description="The model's vector size, for its model card while no replica "
         "runs; required when it can scale to zero. A replica whose model differs refuses to "
@@ -207,6 +213,20 @@ class ModelSpec(Strict):
             raise ValueError(f"model id {value!r} has characters outside [A-Za-z0-9._/:-]")
         return value
 
+    def _check_coalescing(self, calls: int | None) -> None:
+        if calls is None:
+            return
+        if self.deployment.autoscaling is not None:
+            # Serve's autoscaler counts a replica's ongoing calls; coalesced requests would
+            # hide the load it scales on.
+            raise ValueError(f"{self.id}: embedding.ingress_calls_in_flight cannot be used "
+                             "with deployment.autoscaling (the autoscaler counts calls, not "
+                             "requests)")
+        replicas = self.deployment.num_replicas or 1
+        if calls < replicas:
+            raise ValueError(f"{self.id}: embedding.ingress_calls_in_flight {calls} would leave "
+                             f"some of the {replicas} replicas idle; use at least {replicas}")
+
     @model_validator(mode="after")
     def _engine_matches_task(self) -> ModelSpec:
         if self.task == "chat":
@@ -226,6 +246,7 @@ class ModelSpec(Strict):
                     "describe it while no replica runs")
             if self.deployment.request_router != "power_of_two":
                 raise ValueError(f"{self.id}: prefix-cache routing is for chat models")
+            self._check_coalescing(self.embedding.ingress_calls_in_flight)
         tp = self.chat.tensor_parallel_size if self.chat else 1
         if tp > 1 and self.deployment.num_gpus != tp:
             raise ValueError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import logging
 import time
 from typing import Any
 
@@ -19,6 +20,8 @@ from ray import serve
 from app import metrics
 from deployments.builtin_models import resolve
 from deployments.config import ModelSpec
+
+logger = logging.getLogger("ray.serve")
 
 # A batch encoded this recently proves the model works; no extra encode for the health check.
 HEALTHY_IF_ENCODED_WITHIN_S = 30.0
@@ -130,6 +133,21 @@ class EmbeddingDeployment:
         special = len(self.tokenizer("", add_special_tokens=True)["input_ids"])
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return str(self.tokenizer.decode(ids[: max(1, limit - special)]))
+
+    async def embed_many(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Several requests in one call (the ingress coalesces them): one reply each. A
+        request that fails unexpectedly fails alone, as ``{"status": 500, "failed": ...}``;
+        the traceback goes to this replica's log."""
+        replies = await asyncio.gather(*(self.embed(body) for body in bodies),
+                                       return_exceptions=True)
+        out: list[dict[str, Any]] = []
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                logger.error("embedding request failed", exc_info=reply)
+                out.append({"status": 500, "failed": repr(reply)})
+            else:
+                out.append(reply)
+        return out
 
     async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
         texts: list[str] = [body["input"]] if isinstance(body["input"], str) else body["input"]

@@ -132,3 +132,16 @@ async def test_other_models_are_described_by_their_replica_once() -> None:
     for _ in range(3):
         [card] = await served.cards()
     assert card.context_length == 64 and handle.describe.calls == 1
+
+
+async def test_coalesced_embeddings_go_through_embed_many_and_fail_one_by_one() -> None:
+    handle = HandleDoubleForTests()
+    handle.embed_many = MethodDoubleForTests(  # type: ignore[attr-defined]
+        [[OK], [{"status": 500, "failed": "ValueError('boom')"}]])
+    route = {"wait_for_replica_s": None, "scales_to_zero": False, "card": None,
+             "ingress_calls_in_flight": 1, "max_queued_requests": -1}
+    served = ServeModels({"e": ("embedding", handle, route)})
+    assert await served.embed("e", {"input": "a"}) == OK
+    with pytest.raises(RuntimeError, match="boom"):
+        await served.embed("e", {"input": "b"})
+    assert handle.embed.calls == 0

@@ -52,6 +52,12 @@ def test_laptop_serves_the_builtin_models() -> None:
         lambda a: a["models"][0].update(id="bad id with spaces"),
         lambda a: a["models"][1]["deployment"].update(num_cpus=0),
         lambda a: a.update(extra_section=True),
+        # coalesced calls would hide load from the autoscaler, or leave replicas idle
+        lambda a: a["models"][1].update(
+            embedding={"ingress_calls_in_flight": 2},
+            deployment={"autoscaling": {"min_replicas": 1, "max_replicas": 2}}),
+        lambda a: a["models"][1].update(
+            embedding={"ingress_calls_in_flight": 1}, deployment={"num_replicas": 2}),
     ],
 )
 def test_bad_settings_are_refused(mutate: Any) -> None:

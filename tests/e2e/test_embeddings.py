@@ -64,6 +64,32 @@ async def test_concurrent_requests_equal_sequential_ones(
         assert np.allclose(seq, rep.data[0].embedding, atol=1e-5)
 
 
+async def test_concurrent_requests_keep_their_own_options_and_errors(
+    aclient: openai.AsyncOpenAI
+) -> None:
+    """Concurrent requests share calls to the replica (the laptop config coalesces them);
+    each still gets its own inputs, dimensions and usage, and a bad one fails alone."""
+    async def one(i: int) -> object:
+        try:
+            if i % 4 == 3:
+                return await aclient.embeddings.create(model=EMBED_MODEL, input="x",
+                                                       dimensions=385)
+            return await aclient.embeddings.create(
+                model=EMBED_MODEL, input=[f"text {i}"] * (1 + i % 3), dimensions=32 + i)
+        except openai.BadRequestError as exc:
+            return exc
+
+    results = await asyncio.gather(*(one(i) for i in range(24)))
+    for i, result in enumerate(results):
+        if i % 4 == 3:
+            assert isinstance(result, openai.BadRequestError) and result.param == "dimensions"
+        else:
+            assert isinstance(result, openai.types.CreateEmbeddingResponse), result
+            assert len(result.data) == 1 + i % 3
+            assert all(len(d.embedding) == 32 + i for d in result.data)
+            assert result.usage.prompt_tokens == (1 + i % 3) * 4  # [CLS] text N [SEP]
+
+
 @pytest.mark.parametrize(
     ("inputs", "param"),
     [("", "input"), ([], "input"), (["ok", ""], "input"), (["x"] * 2049, "input"),

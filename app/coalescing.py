@@ -1,0 +1,100 @@
+"""Concurrent embedding requests for one model, sent to its deployment in shared calls.
+
+Every call between Serve deployments costs milliseconds of CPU on both sides, and a replica
+that is handed one sentence at a time encodes batches of one, the costliest way to run the
+model (README, "Metrics and benchmarks"). An ingress replica therefore keeps at most
+``calls_in_flight`` calls open per model: a request that finds one free goes at once (no
+wait at low load); the others wait here and leave together, in one call, as soon as a call
+returns. The replica's dynamic batching then sees them together.
+
+The wait is bounded like a replica's queue: beyond ``max_waiting`` waiting requests a new one
+is refused at once with the same 503 as a full replica queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Body = dict[str, Any]
+Reply = dict[str, Any]
+
+
+class CallCoalescer:
+    def __init__(
+        self,
+        send: Callable[[list[Body]], Awaitable[list[Reply]]],
+        calls_in_flight: int,
+        max_waiting: int,
+        max_inputs_per_call: int,
+        refuse: Callable[[], Exception],
+    ) -> None:
+        self._send = send
+        self._calls_in_flight = calls_in_flight
+        self._max_waiting = max_waiting
+        self._max_inputs = max_inputs_per_call
+        self._refuse = refuse
+        self._waiting: list[tuple[Body, asyncio.Future[Reply]]] = []
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, body: Body) -> Reply:
+        if self._in_flight >= self._calls_in_flight and len(self._waiting) >= self._max_waiting:
+            raise self._refuse()
+        done: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._waiting.append((body, done))
+        self._start_calls()
+        # A caller that gives up (client gone, deadline) cancels only its own future: a
+        # waiting request is then left out of the next call; one in flight is not waited for.
+        return await done
+
+    def _start_calls(self) -> None:
+        while self._in_flight < self._calls_in_flight:
+            group = self._next_group()
+            if not group:
+                return
+            self._in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._call(group))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _next_group(self) -> list[tuple[Body, asyncio.Future[Reply]]]:
+        """The waiting requests that go in the next call (at least one if any is waiting)."""
+        group: list[tuple[Body, asyncio.Future[Reply]]] = []
+        inputs = 0
+        while self._waiting:
+            body, done = self._waiting[0]
+            if done.done():  # its caller gave up while it waited
+                self._waiting.pop(0)
+                continue
+            size = _inputs(body)
+            if group and inputs + size > self._max_inputs:
+                break
+            group.append(self._waiting.pop(0))
+            inputs += size
+        return group
+
+    async def _call(self, group: list[tuple[Body, asyncio.Future[Reply]]]) -> None:
+        try:
+            replies = await self._send([body for body, _ in group])
+        except asyncio.CancelledError:  # the ingress is stopping
+            for _, done in group:
+                done.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - each of the call's requests gets it
+            for _, done in group:
+                if not done.done():
+                    done.set_exception(exc)
+        else:
+            for (_, done), reply in zip(group, replies, strict=True):
+                if not done.done():
+                    done.set_result(reply)
+        finally:
+            self._in_flight -= 1
+            self._start_calls()
+
+
+def _inputs(body: Body) -> int:
+    texts = body.get("input")
+    return len(texts) if isinstance(texts, list) else 1
