@@ -359,6 +359,14 @@ async def fault(name: str, kill: Any, load: Load, observer: Observer, target: in
     gone = await wait_for(lambda: victim not in {r["actor_id"] for r in observer.replicas()},
                           recover_within_s, f"{name}: replica replaced")
     gone_at = killed_at + gone
+    # The GCS reports the actor dead before Serve's status shows the replica missing; a
+    # sample from that gap still says "all running". Wait until Serve has seen the loss
+    # (a vLLM replica takes far longer to start than this wait).
+    with contextlib.suppress(TimeoutError):
+        await wait_for(
+            lambda: (s := observer.latest) is not None and s.t > gone_at
+            and (s.replicas_running < target or s.replicas_starting > 0),
+            30, f"{name}: Serve sees the loss")
     recovered = await wait_for(
         lambda: (s := observer.latest) is not None and s.t > gone_at
         and s.replicas_running >= target and s.replicas_starting == 0,
@@ -457,8 +465,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         def kill_engine() -> tuple[str, str]:
             # The replica process lives on; only its health check can tell Serve.
-            victim = observer.replicas()[0]
-            pid = engine_pid(victim["pid"])
+            # A replica whose engine runs: one started since the last fault may not have
+            # spawned its engine process yet.
+            for victim in observer.replicas():
+                with contextlib.suppress(LookupError):
+                    pid = engine_pid(victim["pid"])
+                    break
+            else:
+                raise LookupError("no chat replica with a vLLM engine process")
             os.kill(pid, signal.SIGKILL)
             return (f"vLLM engine process {pid} of replica process {victim['pid']}",
                     victim["actor_id"])
