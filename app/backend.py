@@ -121,11 +121,13 @@ class ServeModels:
         self._handles = models
         self._described: dict[str, ModelCard] = {}
         self._lock = asyncio.Lock()
+        # Every embedding request reaches its replica through ``embed_many``. Without
+        # ``ingress_calls_in_flight`` each request is its own call, sent at once.
         self._coalescers = {
-            model: self._coalescer(model, route["ingress_calls_in_flight"],
-                                   route["max_queued_requests"])
-            for model, (_, _, route) in models.items()
-            if route.get("ingress_calls_in_flight")
+            model: self._coalescer(model, route.get("ingress_calls_in_flight") or sys.maxsize,
+                                   route.get("max_queued_requests", -1))
+            for model, (task, _, route) in models.items()
+            if task == "embedding"
         }
 
     def _coalescer(self, model: str, calls_in_flight: int, max_queued: int) -> CallCoalescer:
@@ -215,12 +217,7 @@ class ServeModels:
             yield item
 
     async def embed(self, model: str, body: dict[str, Any]) -> Reply:
-        coalescer = self._coalescers.get(model)
-        if coalescer is None:
-            handle = self._handles[model][1]
-            _, reply = await self._first(model, lambda: handle.embed.remote(body), _resolved)
-            return cast(Reply, reply)
-        reply = await coalescer.submit(body)
+        reply = await self._coalescers[model].submit(body)
         if "failed" in reply:  # it failed alone on the replica, which logged why
             raise RuntimeError(f"the embedding replica failed on this request: {reply['failed']}")
         return reply

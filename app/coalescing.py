@@ -14,6 +14,7 @@ is refused at once with the same 503 as a full replica queue.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,12 +36,12 @@ class CallCoalescer:
         self._max_waiting = max_waiting
         self._max_inputs = max_inputs_per_call
         self._refuse = refuse
-        self._waiting: list[tuple[Body, asyncio.Future[Reply]]] = []
+        self._waiting: deque[tuple[Body, asyncio.Future[Reply]]] = deque()
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, body: Body) -> Reply:
-        if self._in_flight >= self._calls_in_flight and len(self._waiting) >= self._max_waiting:
+        if self._in_flight >= self._calls_in_flight and not self._room_to_wait():
             raise self._refuse()
         done: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiting.append((body, done))
@@ -48,6 +49,13 @@ class CallCoalescer:
         # A caller that gives up (client gone, deadline) cancels only its own future: a
         # waiting request is then left out of the next call; one in flight is not waited for.
         return await done
+
+    def _room_to_wait(self) -> bool:
+        if len(self._waiting) < self._max_waiting:
+            return True
+        # Callers who gave up still hold places until the next call leaves: free them.
+        self._waiting = deque(entry for entry in self._waiting if not entry[1].done())
+        return len(self._waiting) < self._max_waiting
 
     def _start_calls(self) -> None:
         while self._in_flight < self._calls_in_flight:
@@ -66,12 +74,12 @@ class CallCoalescer:
         while self._waiting:
             body, done = self._waiting[0]
             if done.done():  # its caller gave up while it waited
-                self._waiting.pop(0)
+                self._waiting.popleft()
                 continue
             size = _inputs(body)
             if group and inputs + size > self._max_inputs:
                 break
-            group.append(self._waiting.pop(0))
+            group.append(self._waiting.popleft())
             inputs += size
         return group
 

@@ -3,6 +3,7 @@ is sent again; a model that may scale to zero is listed without being woken up."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,9 +36,11 @@ class MethodDoubleForTests:
     def __init__(self, outcomes: list[Any]) -> None:
         self.outcomes = outcomes
         self.calls = 0
+        self.sent: list[tuple[Any, ...]] = []
 
     def remote(self, *args: Any) -> Any:
         self.calls += 1
+        self.sent.append(args)
         return Done(self.outcomes.pop(0))
 
 
@@ -63,7 +66,7 @@ class HandleDoubleForTests:
     def __init__(self, chat: list[Any] | None = None,
                  streams: list[list[Any]] | None = None) -> None:
         self.chat = MethodDoubleForTests(chat or [])
-        self.embed = MethodDoubleForTests([])
+        self.embed_many = MethodDoubleForTests([])
         self.chat_stream = StreamDoubleForTests(streams or [])
         self.describe = MethodDoubleForTests([CARD] * 10)
 
@@ -134,14 +137,28 @@ async def test_other_models_are_described_by_their_replica_once() -> None:
     assert card.context_length == 64 and handle.describe.calls == 1
 
 
+def embedding_models(handle: HandleDoubleForTests, **route: Any) -> ServeModels:
+    route = {"wait_for_replica_s": None, "scales_to_zero": False, "card": None, **route}
+    return ServeModels({"e": ("embedding", handle, route)})
+
+
 async def test_coalesced_embeddings_go_through_embed_many_and_fail_one_by_one() -> None:
     handle = HandleDoubleForTests()
-    handle.embed_many = MethodDoubleForTests(  # type: ignore[attr-defined]
+    handle.embed_many = MethodDoubleForTests(
         [[OK], [{"status": 500, "failed": "ValueError('boom')"}]])
-    route = {"wait_for_replica_s": None, "scales_to_zero": False, "card": None,
-             "ingress_calls_in_flight": 1, "max_queued_requests": -1}
-    served = ServeModels({"e": ("embedding", handle, route)})
+    served = embedding_models(handle, ingress_calls_in_flight=1, max_queued_requests=-1)
     assert await served.embed("e", {"input": "a"}) == OK
     with pytest.raises(RuntimeError, match="boom"):
         await served.embed("e", {"input": "b"})
-    assert handle.embed.calls == 0
+    assert handle.embed_many.calls == 2
+
+
+async def test_uncoalesced_embeddings_are_one_call_each_and_sent_again_on_a_dead_replica() -> None:
+    handle = HandleDoubleForTests()
+    handle.embed_many = MethodDoubleForTests([[OK], [OK], ActorDiedError(), [OK]])
+    served = embedding_models(handle)  # the config leaves ingress_calls_in_flight unset
+    replies = await asyncio.gather(*(served.embed("e", {"input": t}) for t in "abc"))
+    assert replies == [OK, OK, OK]
+    sent = [bodies for bodies, in handle.embed_many.sent]
+    assert sorted(b[0]["input"] for b in sent) == ["a", "b", "c", "c"]
+    assert all(len(bodies) == 1 for bodies in sent)

@@ -98,6 +98,23 @@ async def test_a_caller_that_gives_up_while_waiting_is_left_out() -> None:
     assert (await first)["echo"] == "a" and (await kept)["echo"] == "c"
 
 
+async def test_a_caller_that_gives_up_frees_its_place_in_the_wait() -> None:
+    double = DeploymentDoubleForTests()
+    c = coalescer(double, max_waiting=1)
+    first = asyncio.create_task(c.submit({"input": "a"}))
+    gone = asyncio.create_task(c.submit({"input": "b"}))
+    await settle()
+    gone.cancel()
+    await settle()
+    kept = asyncio.create_task(c.submit({"input": "c"}))  # not refused: b's place is free
+    await settle()
+    double.release[0].set()
+    await settle()
+    assert double.calls == [["a"], ["c"]]
+    double.release[1].set()
+    assert (await first)["echo"] == "a" and (await kept)["echo"] == "c"
+
+
 async def test_a_failed_call_fails_its_requests_and_the_next_call_still_runs() -> None:
     double = DeploymentDoubleForTests()
     c = coalescer(double)
