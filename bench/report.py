@@ -66,7 +66,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     ]
     for key in ("chat_throughput_ratio", "chat_ttft_p50_ratio", "chat_itl_p50_ratio",
                 "embed_throughput_ratio_vs_best_batch", "embed_http_floor_ratio_vs_best_batch",
-                "ingress_overhead_ms_p50",
+                "embed_batch_ceiling_ratio_vs_best_batch", "ingress_overhead_ms_p50",
                 "cold_start_s"):
         item = results[key]
         where = ", ".join(f"{k} {v}" for k, v in item.items() if k != "value")
@@ -86,6 +86,13 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     lines += ["", "## Embeddings: endpoint vs in-process `SentenceTransformer.encode`", "",
               "| in-process batch | sentences/s |", "|---|---|"]
     lines += [f"| {b} | {v:.1f} |" for b, v in e["in_process_sentences_per_s"].items()]
+    lines += ["", (f"{e['ratio_concurrency']} clients sending one sentence each can never form "
+                   f"a batch larger than {e['ratio_concurrency']}: in-process encode at that "
+                   f"batch, with no HTTP at all, is "
+                   f"{e['ceiling_ratio_vs_best_batch']:.3f} of the best batch "
+                   f"({e['best_batch']}): up to measurement noise, the most any server reaches at that "
+                   "client count "
+                   "(`embed_batch_ceiling_ratio_vs_best_batch`).")]
     lines += ["", ("The same client and sentences against the endpoint and against a bare "
                    "starlette server holding the model with a batcher (bench/embedding_floor.py): "
                    "what HTTP and the client cost on this machine before any of the stack."), "",

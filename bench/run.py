@@ -193,7 +193,10 @@ def measure(smoke: bool, workdir: Path) -> dict[str, Any]:
     runs = 1 if smoke else 2
     results: dict[str, Any] = {"machine": machine(), "smoke": smoke}
 
-    batch_sizes = [1, 32] if smoke else [1, 8, 32, 64, 128]
+    # Every client count is also a batch size: c single-sentence clients can never form a
+    # batch larger than c, so in-process at batch c bounds what any server reaches with them.
+    batch_sizes = sorted({*([1, 32] if smoke else [1, 8, 32, 64, 128]),
+                          *load.embed_concurrencies})
     in_process = {b: in_process_embeddings(embed_path, load.sentences, b) for b in batch_sizes}
     stack = Stack(workdir)
     ours: list[dict[str, Any]] = []
@@ -338,6 +341,7 @@ def embedding_summary(load: Load, ours: list[dict[str, Any]], theirs: list[dict[
         "runs": rows,
         "ratio_vs_best_batch": top["stack_sentences_per_s"] / in_process[best],
         "floor_ratio_vs_best_batch": top["floor_sentences_per_s"] / in_process[best],
+        "ceiling_ratio_vs_best_batch": in_process[load.embed_concurrencies[-1]] / in_process[best],
         "ratio_concurrency": top["concurrency"],
     }
 
@@ -380,6 +384,12 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         # baseline: the most any server can get on this machine with this client.
         "embed_http_floor_ratio_vs_best_batch": {
             "value": embeddings["floor_ratio_vs_best_batch"],
+            "concurrency": embeddings["ratio_concurrency"],
+            "best_batch": embeddings["best_batch"]},
+        # In-process encode at a batch as large as the clients can form (one sentence each),
+        # no HTTP at all: the most any server reaches at that client count on this machine.
+        "embed_batch_ceiling_ratio_vs_best_batch": {
+            "value": embeddings["ceiling_ratio_vs_best_batch"],
             "concurrency": embeddings["ratio_concurrency"],
             "best_batch": embeddings["best_batch"]},
         "ingress_overhead_ms_p50": {"value": results["ingress"]["overhead_ms_p50"],
