@@ -33,7 +33,9 @@ serve: models
 	@# First start: creates a full-access key for the default project and prints it once.
 	$(VENV)/bin/inference init --config config/laptop.yaml
 	@# config/serve.env: how Serve itself runs (process settings Ray reads when it starts).
-	set -a && . config/serve.env && set +a && exec $(VENV)/bin/serve run config/laptop.yaml
+	@# deployments/cpu_layout.py: on CPU, the chat engine's compute cores are its own.
+	set -a && . config/serve.env && set +a && exec $(PY) -m deployments.cpu_layout \
+		config/laptop.yaml -- $(VENV)/bin/serve run config/laptop.yaml
 
 lint: setup
 	$(VENV)/bin/ruff check app deployments tests bench

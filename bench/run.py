@@ -94,7 +94,9 @@ class Stack:
 
     def command(self) -> list[str]:
         serve = str(Path(sys.executable).with_name("serve"))
-        return [serve, "run", str(self.config)]
+        # As `make serve` starts it: with the CPU layout (deployments/cpu_layout.py).
+        return [sys.executable, "-m", "deployments.cpu_layout", str(self.config), "--",
+                serve, "run", str(self.config)]
 
 
 def bench_serve(backend: str, base_url: str, model: str, tokenizer: str, concurrency: int,

@@ -20,6 +20,7 @@ from ray import serve
 from app import metrics
 from deployments.builtin_models import resolve
 from deployments.config import ModelSpec
+from deployments.cpu_layout import use_all_cpus
 
 logger = logging.getLogger("ray.serve")
 
@@ -61,6 +62,7 @@ class EmbeddingDeployment:
     def __init__(self, spec: dict[str, Any]) -> None:
         from sentence_transformers import SentenceTransformer
 
+        use_all_cpus()  # model compute: the chat engine's cores too (deployments/cpu_layout.py)
         self.spec = ModelSpec.model_validate(spec)
         assert self.spec.embedding is not None
         settings = self.spec.embedding

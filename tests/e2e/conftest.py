@@ -68,13 +68,17 @@ def base_url(state_dir: Path) -> Iterator[str]:
 
     from deployments.app import build_app
     from deployments.config import app_args_from_serve_config
+    from deployments.cpu_layout import applied
     from deployments.serve_env import serve_env
 
     args = app_args_from_serve_config(ROOT / "config" / "laptop.yaml")
     port = _free_port()
     # Serve runs as `make serve` runs it; Ray's processes read these when they start.
     os.environ.update(serve_env())
-    ray.init(include_dashboard=False, log_to_driver=False, _metrics_export_port=METRICS_PORT)
+    # The CPU layout `make serve` applies: Ray's processes start on the stack's cores.
+    with applied(ROOT / "config" / "laptop.yaml"):
+        ray.init(include_dashboard=False, log_to_driver=False,
+                 _metrics_export_port=METRICS_PORT)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(args), name="inference", route_prefix="/")
