@@ -5,14 +5,15 @@ the first NUMA node) and leaves the last core "reserved for other processes" (it
 Nothing keeps the other processes of the stack off the compute cores: Ray's daemons, Serve's
 proxy and controller, the ingress and the chat replica itself then preempt the pinned compute
 thread, and every preemption stalls a whole decode step. Measured on 2 cores at 16
-concurrent streams (README, "Metrics and benchmarks"): the engine's ITL p50 went from 151 ms
-to 125 ms (vLLM's own server: 123 ms) once those processes ran on the reserved core.
+concurrent streams (README, "Cores on a CPU-only machine"): throughput went from 0.878 to
+0.940 of vLLM's own server once those processes ran on the reserved core.
 
 So, before Ray starts, the launcher gives the engine the compute cores explicitly
 (``VLLM_CPU_OMP_THREADS_BIND``) and pins itself, and with it every process Ray and Serve
 start, to the other cores. The embedding replicas are model compute too: they take every
 core back (:func:`use_all_cpus`). A user's own ``VLLM_CPU_OMP_THREADS_BIND`` (``nobind``
 included) is left alone, and so is everything on a machine whose chat models run on GPUs.
+``INFERENCE_STACK_CORES`` sets how many physical cores the stack keeps (default 1).
 
 ``python -m deployments.cpu_layout CONFIG -- COMMAND...`` applies the layout for the Serve
 config CONFIG, then runs COMMAND in its place (``make serve``, the benchmark).
@@ -30,6 +31,7 @@ from pathlib import Path
 BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
 # The CPUs the launcher had before it pinned the stack: model compute outside vLLM takes them.
 MODEL_CPUS_ENV = "INFERENCE_MODEL_CPUS"
+STACK_CORES_ENV = "INFERENCE_STACK_CORES"
 SYS_CPU = Path("/sys/devices/system/cpu")
 
 
@@ -68,9 +70,10 @@ def machine_cpus(allowed: set[int] | None = None, sys_cpu: Path = SYS_CPU) -> li
     return cpus
 
 
-def split(cpus: list[LogicalCPU]) -> Layout | None:
-    """The engine gets the physical cores of the first NUMA node but its last one, one logical
-    CPU each (vLLM's own choice); the stack gets every other CPU. None below two cores."""
+def split(cpus: list[LogicalCPU], stack_cores: int = 1) -> Layout | None:
+    """The engine gets the physical cores of the first NUMA node but its last
+    ``stack_cores``, one logical CPU each (vLLM's own choice); the stack gets every other
+    CPU. None when that leaves the engine no core."""
     if not cpus:
         return None
     first_node = min(c.numa_node for c in cpus)
@@ -79,9 +82,9 @@ def split(cpus: list[LogicalCPU]) -> Layout | None:
         if c.numa_node == first_node:
             cores.setdefault(c.physical_core, []).append(c.id)
     ordered = sorted(cores.values(), key=min)
-    if len(ordered) < 2:
+    if len(ordered) <= stack_cores:
         return None
-    compute = ordered[:-1]
+    compute = ordered[:-stack_cores]
     taken = {cpu for siblings in compute for cpu in siblings}
     return Layout(engine_bind=",".join(str(max(siblings)) for siblings in compute),
                   serving_cpus=frozenset(c.id for c in cpus if c.id not in taken),
@@ -95,11 +98,22 @@ def has_cpu_chat_model(serve_config: Path) -> bool:
     return any(m.task == "chat" and not m.deployment.num_gpus for m in config.models)
 
 
+def stack_cores() -> int:
+    """``INFERENCE_STACK_CORES``: physical cores for everything but the chat engine (default
+    1, what vLLM itself reserves). More suits a many-core CPU server, whose proxy and ingress
+    may need more than one core under many streams."""
+    raw = os.environ.get(STACK_CORES_ENV, "1")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{STACK_CORES_ENV} must be a whole number of cores, at least 1; "
+                         f"got {raw!r}")
+    return int(raw)
+
+
 def plan(serve_config: Path) -> Layout | None:
     """The layout to apply before Ray starts for this config, or None to change nothing."""
     if BIND_ENV in os.environ or not has_cpu_chat_model(serve_config):
         return None
-    return split(machine_cpus())
+    return split(machine_cpus(), stack_cores())
 
 
 def apply(layout: Layout) -> None:
@@ -152,7 +166,11 @@ def main(argv: list[str]) -> int:
         print("usage: python -m deployments.cpu_layout SERVE_CONFIG -- COMMAND [ARGS...]",
               file=sys.stderr)
         return 2
-    layout = plan(Path(argv[0]))
+    try:
+        layout = plan(Path(argv[0]))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if layout is not None:
         apply(layout)
         print(f"CPU layout: chat engine on CPU {layout.engine_bind}, the rest of the stack on "

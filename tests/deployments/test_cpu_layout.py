@@ -44,6 +44,28 @@ def test_engine_stays_on_the_first_numa_node() -> None:
     assert layout.serving_cpus == {3, 4, 5, 6, 7}
 
 
+def test_more_cores_for_the_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = split(cpus(*[(i, i, 0) for i in range(8)]), stack_cores=3)
+    assert layout is not None
+    assert layout.engine_bind == "0,1,2,3,4"
+    assert layout.serving_cpus == {5, 6, 7}
+    assert split(cpus(*[(i, i, 0) for i in range(8)]), stack_cores=8) is None
+    monkeypatch.setenv(cpu_layout.STACK_CORES_ENV, "3")
+    assert cpu_layout.stack_cores() == 3
+    for bad in ("0", "two", "-1", ""):
+        monkeypatch.setenv(cpu_layout.STACK_CORES_ENV, bad)
+        with pytest.raises(ValueError, match="INFERENCE_STACK_CORES"):
+            cpu_layout.stack_cores()
+
+
+def test_launcher_refuses_a_bad_core_count() -> None:
+    env = {k: v for k, v in os.environ.items() if k != cpu_layout.BIND_ENV}
+    out = subprocess.run([sys.executable, "-m", "deployments.cpu_layout", "config/laptop.yaml",
+                          "--", "true"], cwd=ROOT, capture_output=True, text=True, check=False,
+                         env={**env, cpu_layout.STACK_CORES_ENV: "zero"})
+    assert out.returncode == 2 and "INFERENCE_STACK_CORES" in out.stderr
+
+
 def test_one_core_changes_nothing() -> None:
     assert split(cpus((0, 0, 0))) is None
     assert split(cpus((0, 0, 0), (1, 0, 0))) is None  # one core, two threads
