@@ -86,13 +86,12 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     lines += ["", "## Embeddings: endpoint vs in-process `SentenceTransformer.encode`", "",
               "| in-process batch | sentences/s |", "|---|---|"]
     lines += [f"| {b} | {v:.1f} |" for b, v in e["in_process_sentences_per_s"].items()]
-    lines += ["", (f"{e['ratio_concurrency']} clients sending one sentence each can never form "
-                   f"a batch larger than {e['ratio_concurrency']}: in-process encode at that "
-                   f"batch, with no HTTP at all, is "
+    clients = e["ratio_concurrency"]
+    lines += ["", (f"{clients} clients sending one sentence each can never form a batch larger "
+                   f"than {clients}: in-process encode at that batch, with no HTTP at all, is "
                    f"{e['ceiling_ratio_vs_best_batch']:.3f} of the best batch "
-                   f"({e['best_batch']}): up to measurement noise, the most any server reaches at that "
-                   "client count "
-                   "(`embed_batch_ceiling_ratio_vs_best_batch`).")]
+                   f"({e['best_batch']}), the most any server reaches at that client count, up "
+                   "to measurement noise (`embed_batch_ceiling_ratio_vs_best_batch`).")]
     lines += ["", ("The same client and sentences against the endpoint and against a bare "
                    "starlette server holding the model with a batcher (bench/embedding_floor.py): "
                    "what HTTP and the client cost on this machine before any of the stack."), "",

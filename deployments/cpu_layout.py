@@ -4,9 +4,8 @@ vLLM's CPU backend pins its compute threads to cores (one logical CPU per physic
 the first NUMA node) and leaves the last core "reserved for other processes" (its scheduler).
 Nothing keeps the other processes of the stack off the compute cores: Ray's daemons, Serve's
 proxy and controller, the ingress and the chat replica itself then preempt the pinned compute
-thread, and every preemption stalls a whole decode step. Measured on 2 cores at 16
-concurrent streams (README, "Cores on a CPU-only machine"): throughput went from 0.878 to
-0.940 of vLLM's own server once those processes ran on the reserved core.
+thread, and every preemption stalls a whole decode step (what that cost, and what the
+layout bought: README, "Metrics and benchmarks").
 
 So, before Ray starts, the launcher gives the engine the compute cores explicitly
 (``VLLM_CPU_OMP_THREADS_BIND``) and pins itself, and with it every process Ray and Serve

@@ -16,6 +16,13 @@ from deployments.cpu_layout import LogicalCPU, machine_cpus, split
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def launch(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m deployments.cpu_layout ARGV``, as from a shell with no binding of its own."""
+    base = {k: v for k, v in os.environ.items() if k != cpu_layout.BIND_ENV}
+    return subprocess.run([sys.executable, "-m", "deployments.cpu_layout", *argv], cwd=ROOT,
+                          env={**base, **env}, capture_output=True, text=True, check=False)
+
+
 def cpus(*rows: tuple[int, int, int]) -> list[LogicalCPU]:
     """(cpu id, core id, NUMA node) rows, one package."""
     return [LogicalCPU(cpu, (0, core), node) for cpu, core, node in rows]
@@ -59,10 +66,7 @@ def test_more_cores_for_the_stack(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_launcher_refuses_a_bad_core_count() -> None:
-    env = {k: v for k, v in os.environ.items() if k != cpu_layout.BIND_ENV}
-    out = subprocess.run([sys.executable, "-m", "deployments.cpu_layout", "config/laptop.yaml",
-                          "--", "true"], cwd=ROOT, capture_output=True, text=True, check=False,
-                         env={**env, cpu_layout.STACK_CORES_ENV: "zero"})
+    out = launch("config/laptop.yaml", "--", "true", **{cpu_layout.STACK_CORES_ENV: "zero"})
     assert out.returncode == 2 and "INFERENCE_STACK_CORES" in out.stderr
 
 
@@ -107,11 +111,8 @@ LAUNCHED = ("import json, os; print(json.dumps([sorted(os.sched_getaffinity(0)),
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
 def test_launcher_pins_the_command_and_gives_the_engine_the_rest() -> None:
-    env = {k: v for k, v in os.environ.items() if k != cpu_layout.BIND_ENV}
-    out = subprocess.run(
-        [sys.executable, "-m", "deployments.cpu_layout", "config/laptop.yaml", "--",
-         sys.executable, "-c", LAUNCHED],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    out = launch("config/laptop.yaml", "--", sys.executable, "-c", LAUNCHED)
+    assert out.returncode == 0, out.stderr
     affinity, bind = json.loads(out.stdout)
     expected = split(machine_cpus())
     assert expected is not None
@@ -122,8 +123,7 @@ def test_launcher_pins_the_command_and_gives_the_engine_the_rest() -> None:
 
 
 def test_launcher_usage_error() -> None:
-    out = subprocess.run([sys.executable, "-m", "deployments.cpu_layout", "config/laptop.yaml"],
-                         cwd=ROOT, capture_output=True, text=True, check=False)
+    out = launch("config/laptop.yaml")
     assert out.returncode == 2 and "usage" in out.stderr
 
 

@@ -71,12 +71,13 @@ def base_url(state_dir: Path) -> Iterator[str]:
     from deployments.cpu_layout import applied
     from deployments.serve_env import serve_env
 
-    args = app_args_from_serve_config(ROOT / "config" / "laptop.yaml")
+    laptop = ROOT / "config" / "laptop.yaml"
+    args = app_args_from_serve_config(laptop)
     port = _free_port()
     # Serve runs as `make serve` runs it; Ray's processes read these when they start.
     os.environ.update(serve_env())
     # The CPU layout `make serve` applies: Ray's processes start on the stack's cores.
-    with applied(ROOT / "config" / "laptop.yaml"):
+    with applied(laptop):
         ray.init(include_dashboard=False, log_to_driver=False,
                  _metrics_export_port=METRICS_PORT)
     try:
