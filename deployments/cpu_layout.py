@@ -47,6 +47,10 @@ class Layout:
     serving_cpus: frozenset[int]  # everything else of the stack runs here
     all_cpus: frozenset[int]      # model compute outside vLLM (embeddings) runs here
 
+    @property
+    def engine_cpus(self) -> frozenset[int]:
+        return frozenset(int(cpu) for cpu in self.engine_bind.split(","))
+
 
 def _read_int(path: Path, default: int) -> int:
     try:

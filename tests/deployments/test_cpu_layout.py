@@ -41,6 +41,7 @@ def test_smt_one_logical_cpu_per_compute_core_and_siblings_stay_off_the_stack() 
     layout = split(cpus(*[(i, i % 4, 0) for i in range(8)]))
     assert layout is not None
     assert layout.engine_bind == "4,5,6"  # the last sibling of cores 0-2, as vLLM picks
+    assert layout.engine_cpus == {4, 5, 6}
     assert layout.serving_cpus == {3, 7}  # both threads of the last core
 
 

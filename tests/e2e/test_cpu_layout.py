@@ -44,13 +44,12 @@ def test_engine_cores_are_the_engines_own(client: openai.OpenAI) -> None:
     layout = split(machine_cpus(), stack_cores())
     if layout is None:
         pytest.skip("one core: no layout")
-    engine = {int(cpu) for cpu in layout.engine_bind.split(",")}
     client.embeddings.create(model=EMBED_MODEL, input="the replica's threads are running")
 
     workers = processes("VLLM::Worker")
     assert workers, "no vLLM worker process"
     # vLLM binds each compute thread to one engine core.
-    assert any(mask <= engine for worker in workers for mask in thread_cpus(worker))
+    assert any(mask <= layout.engine_cpus for worker in workers for mask in thread_cpus(worker))
 
     for name in ("ray::ProxyActor", "ray::ServeReplica:inference:Ingress"):
         found = processes(name)
