@@ -10,8 +10,9 @@ from pathlib import Path
 import openai
 import pytest
 
+from deployments.app import deployment_name
 from deployments.cpu_layout import machine_cpus, split, stack_cores
-from tests.e2e.conftest import EMBED_MODEL
+from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL
 
 
 def processes(name: str) -> list[Path]:
@@ -25,6 +26,28 @@ def processes(name: str) -> list[Path]:
                 found.append(entry)
         except OSError:
             continue
+    return found
+
+
+def descendants(parents: list[Path]) -> list[Path]:
+    """Every process below ``parents``, found by parent pid (not by title: the title vLLM
+    gives its processes is set by ``setproctitle``, which can silently leave it unchanged)."""
+    children: dict[str, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # Fields after the command name, which is in parentheses and may hold spaces.
+            ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+        except (OSError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(entry.name)
+    found: list[Path] = []
+    todo = [parent.name for parent in parents]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(Path("/proc") / child)
+            todo.append(child)
     return found
 
 
@@ -46,10 +69,12 @@ def test_engine_cores_are_the_engines_own(client: openai.OpenAI) -> None:
         pytest.skip("one core: no layout")
     client.embeddings.create(model=EMBED_MODEL, input="the replica's threads are running")
 
-    workers = processes("VLLM::Worker")
-    assert workers, "no vLLM worker process"
+    replica = processes(f"ray::ServeReplica:inference:{deployment_name(CHAT_MODEL)}")
+    assert replica, "no chat replica process"
+    engine = descendants(replica)  # vLLM's engine core and its worker
+    assert engine, "the chat replica runs no engine process"
     # vLLM binds each compute thread to one engine core.
-    assert any(mask <= layout.engine_cpus for worker in workers for mask in thread_cpus(worker))
+    assert any(mask <= layout.engine_cpus for process in engine for mask in thread_cpus(process))
 
     for name in ("ray::ProxyActor", "ray::ServeReplica:inference:Ingress"):
         found = processes(name)
@@ -57,7 +82,7 @@ def test_engine_cores_are_the_engines_own(client: openai.OpenAI) -> None:
         for process in found:
             assert all(mask == layout.serving_cpus for mask in thread_cpus(process)), name
 
-    embedding = processes("ray::ServeReplica:inference:model-sentence-transformers")
+    embedding = processes(f"ray::ServeReplica:inference:{deployment_name(EMBED_MODEL)}")
     assert embedding
     for process in embedding:
         assert all(mask == layout.all_cpus for mask in thread_cpus(process))
