@@ -72,16 +72,18 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         where = ", ".join(f"{k} {v}" for k, v in item.items() if k != "value")
         lines.append(f"| `{key}` | {item['value']:.3f} | {where} |")
     lines += ["", "## Chat: full stack vs vLLM's own server", "",
-              ("| concurrency | stack tok/s | vLLM tok/s | ratio | TTFT p50 stack / vLLM (ms) "
-              "| ITL p50 stack / vLLM (ms) | TTFT p99 stack / vLLM (ms) |"),
-              "|---|---|---|---|---|---|---|"]
+              ("| concurrency | requests per run | stack tok/s | vLLM tok/s | ratio "
+               "| TTFT p50 stack / vLLM (ms) | ITL p50 stack / vLLM (ms) "
+               "| TTFT p99 stack / vLLM (ms) | ITL p99 stack / vLLM (ms) |"),
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in d["chat"]:
         lines.append(
-            f"| {r['concurrency']} | {r['stack_output_throughput']:.1f} "
+            f"| {r['concurrency']} | {r['prompts']} | {r['stack_output_throughput']:.1f} "
             f"| {r['vllm_output_throughput']:.1f} | {r['output_throughput_ratio']:.3f} "
             f"| {r['stack_median_ttft_ms']:.1f} / {r['vllm_median_ttft_ms']:.1f} "
             f"| {r['stack_median_itl_ms']:.1f} / {r['vllm_median_itl_ms']:.1f} "
-            f"| {r['stack_p99_ttft_ms']:.1f} / {r['vllm_p99_ttft_ms']:.1f} |")
+            f"| {r['stack_p99_ttft_ms']:.1f} / {r['vllm_p99_ttft_ms']:.1f} "
+            f"| {r['stack_p99_itl_ms']:.1f} / {r['vllm_p99_itl_ms']:.1f} |")
     e = d["embeddings"]
     lines += ["", "## Embeddings: endpoint vs in-process `SentenceTransformer.encode`", "",
               "| in-process batch | sentences/s |", "|---|---|"]
