@@ -20,6 +20,7 @@ from typing import Any
 from ray import serve
 
 from app.backend import replica_failed
+from deployments import engine_reaper
 from deployments.builtin_models import resolve
 from deployments.config import ModelSpec
 from deployments.vllm_engine import EngineFailure, VLLMChatEngine
@@ -61,6 +62,9 @@ class ChatDeployment:
         assert self.spec.chat is not None
         self.engine = VLLMChatEngine(resolve(self.spec.source), self.spec.id, self.spec.chat)
         await self.engine.start()
+        # The engine runs in child processes: if this replica is killed rather than stopped,
+        # a small watcher ends them (deployments/engine_reaper.py).
+        self._reaper = engine_reaper.start(engine_reaper.descendants(os.getpid()))
         self.created = int(time.time())
         self._watchdog = asyncio.get_running_loop().create_task(self._end_when_engine_dies())
 
@@ -141,3 +145,7 @@ class ChatDeployment:
         engine = getattr(self, "engine", None)
         if engine is not None:
             await engine.stop()
+        reaper = getattr(self, "_reaper", None)
+        if reaper is not None:  # the engine is stopped: nothing left to watch
+            reaper.terminate()
+            reaper.wait()

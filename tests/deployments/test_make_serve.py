@@ -12,11 +12,16 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import openai
 import pytest
 import yaml
+
+from deployments.app import deployment_name
+from deployments.engine_reaper import _stat_fields, descendants
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT_MODEL = "huggingfacetb/smollm2-135m-instruct:fp32"
@@ -42,50 +47,95 @@ def session(sid: int) -> list[int]:
     return found
 
 
+def running(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"  # a zombie has ended
+
+
+def title(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return ""
+
+
 def listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.mark.slow
-def test_make_serve_prints_where_it_listens_and_a_key_that_works(tmp_path: Path) -> None:
+def wait_for(check: object, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1)
+    return True
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    output: list[str]
+    port: int
+    key: str
+
+    def client(self, key: str | None = None) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}/v1",
+                             api_key=key or self.key, max_retries=0, timeout=60)
+
+
+@contextlib.contextmanager
+def make_serve(tmp_path: Path) -> Iterator[Served]:
+    """`make serve` in a terminal session of its own, until its key works for /v1/models;
+    every process of that session is killed afterwards, whatever happened."""
     port = free_port()
     config = yaml.safe_load((ROOT / "config" / "laptop.yaml").read_text())
     config["http_options"]["port"] = port
     (tmp_path / "serve.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "INFERENCE_STATE_DIR": str(tmp_path / "state")}
     env.pop("RAY_ADDRESS", None)
-    serve = subprocess.Popen(
+    process = subprocess.Popen(
         ["make", "--no-print-directory", "serve", f"SERVE_CONFIG={tmp_path / 'serve.yaml'}"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)  # its own process group, as a terminal gives it
+        start_new_session=True)  # its own session and process group, as a terminal gives it
     output: list[str] = []
-    assert serve.stdout is not None
-    stdout = serve.stdout
-    reader = threading.Thread(target=lambda: output.extend(stdout), daemon=True)
-    reader.start()
+    assert process.stdout is not None
+    stdout = process.stdout
+    threading.Thread(target=lambda: output.extend(stdout), daemon=True).start()
     try:
         deadline = time.monotonic() + 600
         found = None
         while found is None:
-            assert serve.poll() is None, "make serve exited:\n" + "".join(output)
+            assert process.poll() is None, "make serve exited:\n" + "".join(output)
             assert time.monotonic() < deadline, "no key printed:\n" + "".join(output)
             found = re.search(r"API key:\s+(\S+)", "".join(output))
             time.sleep(0.5)
         assert f"Base URL: http://127.0.0.1:{port}/v1" in "".join(output)
-
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1",
-                               api_key=found.group(1), max_retries=0, timeout=60)
+        served = Served(process, output, port, found.group(1))
         # Until the app is up: no connection, then Serve's 404 while the app deploys.
         while True:
-            assert serve.poll() is None, "make serve exited:\n" + "".join(output)
+            assert process.poll() is None, "make serve exited:\n" + "".join(output)
             assert time.monotonic() < deadline, "never served:\n" + "".join(output)
             try:
-                models = client.models.list()
+                models = served.client().models.list()
                 break
             except (openai.APIConnectionError, openai.NotFoundError):
                 time.sleep(1)
         assert {m.id for m in models} == {CHAT_MODEL, EMBED_MODEL}
+        yield served
+    finally:
+        for pid in session(process.pid):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if process.poll() is None:
+            process.wait()
+
+
+@pytest.mark.slow
+def test_make_serve_prints_where_it_listens_and_a_key_that_works(tmp_path: Path) -> None:
+    with make_serve(tmp_path) as served:
+        client = served.client()
         reply = client.chat.completions.create(
             model=CHAT_MODEL, messages=[{"role": "user", "content": "Say hello."}],
             max_tokens=4)
@@ -93,22 +143,29 @@ def test_make_serve_prints_where_it_listens_and_a_key_that_works(tmp_path: Path)
         embedding = client.embeddings.create(model=EMBED_MODEL, input="hello")
         assert len(embedding.data[0].embedding) == 384
         with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-not-a-key",
-                          max_retries=0).models.list()
+            served.client("sk-not-a-key").models.list()
 
-        os.killpg(serve.pid, signal.SIGINT)  # Ctrl-C in the terminal
-        serve.wait(timeout=120)
-        deadline = time.monotonic() + 60
-        while listening(port) and time.monotonic() < deadline:
-            time.sleep(1)
-        assert not listening(port), "still listening after Ctrl-C"
-        deadline = time.monotonic() + 60
-        while session(serve.pid) and time.monotonic() < deadline:
-            time.sleep(1)
-        assert not session(serve.pid), "processes left after Ctrl-C"
-    finally:
-        for pid in session(serve.pid):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        if serve.poll() is None:
-            serve.wait()
+        os.killpg(served.process.pid, signal.SIGINT)  # Ctrl-C in the terminal
+        served.process.wait(timeout=120)
+        assert wait_for(lambda: not listening(served.port), 60), "listening after Ctrl-C"
+        assert wait_for(lambda: not session(served.process.pid), 60), \
+            "processes left after Ctrl-C"
+
+
+@pytest.mark.slow
+def test_a_hard_stop_of_ray_leaves_no_engine_running(tmp_path: Path) -> None:
+    """What `ray stop --force` does (or a crash of Ray's own processes), on this session
+    only: every process is killed at once, so Ray cleans nothing up. The chat replica's vLLM
+    engine runs in processes of its own, which Ray does not know; they must end too."""
+    with make_serve(tmp_path) as served:
+        [replica] = [pid for pid in session(served.process.pid)
+                     if title(pid).startswith(f"ray::ServeReplica:inference:"
+                                              f"{deployment_name(CHAT_MODEL)}")]
+        engine = descendants(replica)  # the engine core, its worker, the watcher
+        assert len(engine) >= 3, engine
+        for pid in session(served.process.pid):
+            if pid not in engine:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        assert wait_for(lambda: not [pid for pid in engine if running(pid)], 30), \
+            [title(pid) for pid in engine if running(pid)]

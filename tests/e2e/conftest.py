@@ -89,6 +89,20 @@ def base_url(state_dir: Path) -> Iterator[str]:
         ray.shutdown()
 
 
+def processes(title: str) -> list[int]:
+    """Pids whose command line starts with ``title`` (Ray names its processes so)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "cmdline").read_bytes().split(b"\0")[0].decode().startswith(title):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def make_client(base_url: str, key: str, project: str | None = None) -> openai.OpenAI:
     prefix = f"/{project}" if project else ""
     return openai.OpenAI(base_url=f"{base_url}{prefix}/v1", api_key=key, max_retries=0,

@@ -12,49 +12,14 @@ import pytest
 
 from deployments.app import deployment_name
 from deployments.cpu_layout import machine_cpus, split, stack_cores
-from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL
+from deployments.engine_reaper import descendants
+from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL, processes
 
 
-def processes(name: str) -> list[Path]:
-    """/proc entries whose command line starts with ``name``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "cmdline").read_bytes().split(b"\0")[0].decode().startswith(name):
-                found.append(entry)
-        except OSError:
-            continue
-    return found
-
-
-def descendants(parents: list[Path]) -> list[Path]:
-    """Every process below ``parents``, found by parent pid (not by title: the title vLLM
-    gives its processes is set by ``setproctitle``, which can silently leave it unchanged)."""
-    children: dict[str, list[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # Fields after the command name, which is in parentheses and may hold spaces.
-            ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-        except (OSError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(entry.name)
-    found: list[Path] = []
-    todo = [parent.name for parent in parents]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(Path("/proc") / child)
-            todo.append(child)
-    return found
-
-
-def thread_cpus(process: Path) -> list[set[int]]:
+def thread_cpus(pid: int) -> list[set[int]]:
     """The CPUs each thread of a process may run on."""
     masks = []
-    for task in (process / "task").iterdir():
+    for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             masks.append(os.sched_getaffinity(int(task.name)))
         except OSError:  # a thread that has just ended
@@ -71,7 +36,9 @@ def test_engine_cores_are_the_engines_own(client: openai.OpenAI) -> None:
 
     replica = processes(f"ray::ServeReplica:inference:{deployment_name(CHAT_MODEL)}")
     assert replica, "no chat replica process"
-    engine = descendants(replica)  # vLLM's engine core and its worker
+    # vLLM's engine core and its worker (found by parent, not by the title vLLM sets: in one
+    # run setproctitle left the worker's unchanged).
+    engine = [pid for parent in replica for pid in descendants(parent)]
     assert engine, "the chat replica runs no engine process"
     # vLLM binds each compute thread to one engine core.
     assert any(mask <= layout.engine_cpus for process in engine for mask in thread_cpus(process))
