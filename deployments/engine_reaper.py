@@ -23,7 +23,7 @@ from pathlib import Path
 POLL_S = 1.0
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def stat_fields(pid: int) -> list[str] | None:
     """/proc/PID/stat after the command name (which is in parentheses and may hold spaces):
     field 4 of proc(5), the parent pid, is index 1; field 22, the start time, is index 19."""
     try:
@@ -32,8 +32,14 @@ def _stat_fields(pid: int) -> list[str] | None:
         return None
 
 
+def running(pid: int) -> bool:
+    """Alive: not ended, and not a zombie whose parent has yet to collect it."""
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
 def start_time(pid: int) -> str | None:
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return fields[19] if fields else None
 
 
@@ -42,7 +48,7 @@ def descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
+            fields = stat_fields(int(entry.name))
             if fields:
                 children.setdefault(int(fields[1]), []).append(int(entry.name))
     found: list[int] = []
@@ -73,7 +79,7 @@ def watch(parent: int, processes: list[tuple[int, str]]) -> list[int]:
         time.sleep(POLL_S)
     killed = []
     for pid, started in processes:
-        if start_time(pid) == started:
+        if running(pid) and start_time(pid) == started:
             try:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from deployments import engine_reaper
+from deployments.engine_reaper import running
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,12 +24,6 @@ reaper = engine_reaper.start(engine_reaper.descendants(os.getpid()))
 print(engine.pid, reaper.pid, flush=True)
 time.sleep(300)
 """
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie waiting to be reaped."""
-    fields = engine_reaper._stat_fields(pid)
-    return fields is not None and fields[0] != "Z"
 
 
 def wait_until(check: object, seconds: float) -> bool:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from deployments.app import deployment_name
-from deployments.engine_reaper import _stat_fields, descendants
+from deployments.engine_reaper import descendants, running
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT_MODEL = "huggingfacetb/smollm2-135m-instruct:fp32"
@@ -45,11 +45,6 @@ def session(sid: int) -> list[int]:
         except OSError:  # ended meanwhile
             continue
     return found
-
-
-def running(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] != "Z"  # a zombie has ended
 
 
 def title(pid: int) -> str:

@@ -13,13 +13,8 @@ import openai
 import pytest
 
 from deployments.app import deployment_name
-from deployments.engine_reaper import _stat_fields, descendants
+from deployments.engine_reaper import descendants, running
 from tests.e2e.conftest import CHAT_MODEL, processes
-
-
-def running(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] != "Z"  # a zombie has ended
 
 
 @pytest.mark.slow
