@@ -44,8 +44,10 @@ def start_time(pid: int) -> str | None:
 
 
 def descendants(pid: int) -> list[int]:
-    """Every process below ``pid``."""
+    """Every process below ``pid`` (none found where there is no /proc: not Linux)."""
     children: dict[int, list[int]] = {}
+    if not Path("/proc").is_dir():
+        return []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             fields = stat_fields(int(entry.name))
