@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from typing import Any
 
 import openai
 
+from bench.run import free_port
 from deployments.app import deployment_name
 from deployments.config import AppConfig, app_args_from_serve_config
 from deployments.serve_env import serve_env
@@ -53,12 +53,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "cluster-demo.yaml"
 APP = "inference"
 WORKER_TYPE = "gpu_worker"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def autoscaler_config(gcs_address: str, max_workers: int, idle_minutes: float) -> dict[str, Any]:

@@ -74,16 +74,21 @@ def process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Ite
                 proc.wait()
 
 
+def laptop_config_on(port: int, path: Path) -> Path:
+    """The laptop config, written to ``path`` with its HTTP port changed to ``port``."""
+    data = yaml.safe_load(LAPTOP.read_text())
+    data["http_options"]["port"] = port
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 class Stack:
     """The whole service (`serve run` on the laptop config, on free ports) and a key."""
 
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.state = workdir / "state"
-        self.config = workdir / "bench-serve.yaml"
-        data = yaml.safe_load(LAPTOP.read_text())
-        data["http_options"]["port"] = self.port
-        self.config.write_text(yaml.safe_dump(data))
+        self.config = laptop_config_on(self.port, workdir / "bench-serve.yaml")
         # Serve runs as `make serve` runs it.
         self.env = {"INFERENCE_STATE_DIR": str(self.state), **serve_env()}
         init = subprocess.run([sys.executable, "-m", "app.cli", "init", "--json"], cwd=ROOT,

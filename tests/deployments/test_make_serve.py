@@ -9,7 +9,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -19,20 +18,13 @@ from pathlib import Path
 
 import openai
 import pytest
-import yaml
 
+from bench.run import free_port, laptop_config_on
 from deployments.app import deployment_name
 from deployments.engine_reaper import descendants, running
+from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL, command_name
 
 ROOT = Path(__file__).resolve().parents[2]
-CHAT_MODEL = "huggingfacetb/smollm2-135m-instruct:fp32"
-EMBED_MODEL = "sentence-transformers/all-minilm-l6-v2:fp32"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def session(sid: int) -> list[int]:
@@ -46,13 +38,6 @@ def session(sid: int) -> list[int]:
         except OSError:  # ended meanwhile
             continue
     return found
-
-
-def title(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-    except OSError:
-        return ""
 
 
 def wait_for(check: object, seconds: float) -> bool:
@@ -81,13 +66,11 @@ def make_serve(tmp_path: Path) -> Iterator[Served]:
     """`make serve` in a terminal session of its own, until its key works for /v1/models;
     every process of that session is killed afterwards, whatever happened."""
     port = free_port()
-    config = yaml.safe_load((ROOT / "config" / "laptop.yaml").read_text())
-    config["http_options"]["port"] = port
-    (tmp_path / "serve.yaml").write_text(yaml.safe_dump(config))
+    config = laptop_config_on(port, tmp_path / "serve.yaml")
     env = {**os.environ, "INFERENCE_STATE_DIR": str(tmp_path / "state")}
     env.pop("RAY_ADDRESS", None)
     process = subprocess.Popen(
-        ["make", "--no-print-directory", "serve", f"SERVE_CONFIG={tmp_path / 'serve.yaml'}"],
+        ["make", "--no-print-directory", "serve", f"SERVE_CONFIG={config}"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)  # its own session and process group, as a terminal gives it
     output: list[str] = []
@@ -144,7 +127,7 @@ def test_a_hard_stop_of_ray_leaves_no_engine_running(tmp_path: Path) -> None:
     engine runs in processes of its own, which Ray does not know; they must end too."""
     with make_serve(tmp_path) as served:
         [replica] = [pid for pid in session(served.process.pid)
-                     if title(pid).startswith(f"ray::ServeReplica:inference:"
+                     if command_name(pid).startswith(f"ray::ServeReplica:inference:"
                                               f"{deployment_name(CHAT_MODEL)}")]
         engine = descendants(replica)  # the engine core, its worker, the watcher
         assert len(engine) >= 3, engine
@@ -153,4 +136,4 @@ def test_a_hard_stop_of_ray_leaves_no_engine_running(tmp_path: Path) -> None:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
         assert wait_for(lambda: not [pid for pid in engine if running(pid)], 30), \
-            [title(pid) for pid in engine if running(pid)]
+            [command_name(pid) for pid in engine if running(pid)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +15,8 @@ import httpx
 import openai
 import pytest
 
+from bench.run import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 CHAT_MODEL = "huggingfacetb/smollm2-135m-instruct:fp32"
 EMBED_MODEL = "sentence-transformers/all-minilm-l6-v2:fp32"
@@ -25,12 +26,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/e2e/" in str(item.path):
             item.add_marker(pytest.mark.slow)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def inference_cli(*args: str) -> Any:
@@ -58,7 +53,7 @@ def admin_key(state_dir: Path) -> str:
     return str(first["key"]["secret_key"])
 
 
-METRICS_PORT = _free_port()
+METRICS_PORT = free_port()
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +68,7 @@ def base_url(state_dir: Path) -> Iterator[str]:
 
     laptop = ROOT / "config" / "laptop.yaml"
     args = app_args_from_serve_config(laptop)
-    port = _free_port()
+    port = free_port()
     # Serve runs as `make serve` runs it; Ray's processes read these when they start.
     os.environ.update(serve_env())
     # The CPU layout `make serve` applies: Ray's processes start on the stack's cores.
@@ -95,12 +90,17 @@ def processes(title: str) -> list[int]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            if (entry / "cmdline").read_bytes().split(b"\0")[0].decode().startswith(title):
-                found.append(int(entry.name))
-        except OSError:
-            continue
+        if command_name(int(entry.name)).startswith(title):
+            found.append(int(entry.name))
     return found
+
+
+def command_name(pid: int) -> str:
+    """The first word of a process's command line ("" once it has ended)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return ""
 
 
 def make_client(base_url: str, key: str, project: str | None = None) -> openai.OpenAI:
