@@ -57,8 +57,18 @@ def wait_until(check: Any, seconds: float, what: str) -> None:
     raise TimeoutError(f"{what} not ready after {seconds:.0f} s")
 
 
+def sigint_as_in_a_terminal() -> None:
+    """Processes started after this get SIGINT's default action (Ctrl-C in a terminal). A
+    program started in the background by a non-interactive shell (``cmd &`` in a script, a
+    CI runner) inherits SIGINT ignored and passes that on to what it starts: Serve would
+    then never hear the SIGINT that stops it. Main thread only."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @contextlib.contextmanager
 def process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
+    sigint_as_in_a_terminal()  # it is stopped with SIGINT
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env={**os.environ, **(env or {})}, start_new_session=True)

@@ -174,10 +174,19 @@ class EmbeddingEngine(Strict):
     max_batch_size: int = Field(32, ge=1, description="Inputs encoded together; higher = "
                                 "more throughput, more latency per request.")
     batch_wait_timeout_s: float = Field(
-        0.005, ge=0, description="How long a batch waits to fill; trades latency for batching."
+        0.005, ge=0, description="How long a busy replica (one that has just encoded a "
+        "batch) waits for more inputs before it encodes a batch that is not full; an idle "
+        "one starts at once, and inputs that arrive while a batch encodes go together in "
+        "the next (deployments/batching.py). More = bigger batches under load."
     )
     truncate: bool = Field(
         False, description="Truncate over-long inputs instead of refusing them with a 400."
+    )
+    cpu_threads: int | None = Field(
+        None, ge=1, description="torch's threads for encoding on CPU. None = under the CPU "
+        "layout (deployments/cpu_layout.py) one per CPU the replica runs on (every CPU); "
+        "otherwise Ray's default, the replica's num_cpus (at least 1). More = faster batches, "
+        "and less CPU left for the rest of the stack on the same machine."
     )
     ingress_calls_in_flight: int | None = Field(
         None, ge=1, description="Calls each ingress replica keeps open to this model; "

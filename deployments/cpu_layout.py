@@ -149,19 +149,21 @@ def applied(serve_config: Path) -> Iterator[Layout | None]:
                 os.environ[name] = value
 
 
-def use_all_cpus() -> None:
+def use_all_cpus() -> set[int] | None:
     """For model compute outside vLLM (the embedding replicas), when a layout was applied:
     every CPU the launcher had, compute cores included, for all threads of this process (a
-    mask is per thread; threads started later inherit it). Without a layout, nothing."""
+    mask is per thread; threads started later inherit it); returns them. Without a layout,
+    nothing (None)."""
     listed = os.environ.get(MODEL_CPUS_ENV, "")
     if not listed:
-        return
+        return None
     every = {int(cpu) for cpu in listed.split(",")}
     for task in Path("/proc/self/task").iterdir():
         try:
             os.sched_setaffinity(int(task.name), every)
         except (ProcessLookupError, OSError):  # a thread that has just ended
             continue
+    return every
 
 
 def main(argv: list[str]) -> int:

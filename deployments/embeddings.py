@@ -1,8 +1,8 @@
-"""Embedding model deployment: sentence-transformers with Serve's dynamic batching.
+"""Embedding model deployment: sentence-transformers with dynamic batching.
 
-Each input text is one item of a Serve batch, so texts from concurrent requests are encoded
-together (CONTRACT.md, "Embeddings"). Over-long inputs are refused, never silently truncated,
-unless the model's config allows truncation.
+Each input text is one item of a batch (deployments/batching.py), so texts from concurrent
+requests are encoded together (CONTRACT.md, "Embeddings"). Over-long inputs are refused, never
+silently truncated, unless the model's config allows truncation.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 from ray import serve
 
 from app import metrics
+from deployments.batching import ContinuousBatcher
 from deployments.builtin_models import resolve
 from deployments.config import ModelSpec
 from deployments.cpu_layout import use_all_cpus
@@ -57,15 +58,30 @@ def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str
     return [float(x) for x in vector.astype(np.float32)]
 
 
+def encode_threads(configured: int | None, layout_cpus: set[int] | None) -> int | None:
+    """torch's threads for encoding on CPU; None leaves Ray's choice. Ray starts a replica
+    with OMP_NUM_THREADS = its num_cpus (1 for a fraction): under the CPU layout, which gives
+    the replica every core, torch would still encode on one (0.55-0.65 of the speed of two
+    on this 2-core machine, in-process)."""
+    if configured is not None:
+        return configured
+    return len(layout_cpus) if layout_cpus else None
+
+
 @serve.deployment
 class EmbeddingDeployment:
     def __init__(self, spec: dict[str, Any]) -> None:
+        import torch
         from sentence_transformers import SentenceTransformer
 
-        use_all_cpus()  # model compute: the chat engine's cores too (deployments/cpu_layout.py)
+        # Model compute: the chat engine's cores too (deployments/cpu_layout.py).
+        cpus = use_all_cpus()
         self.spec = ModelSpec.model_validate(spec)
         assert self.spec.embedding is not None
         settings = self.spec.embedding
+        threads = encode_threads(settings.cpu_threads, cpus)
+        if threads is not None:
+            torch.set_num_threads(threads)
         self.model = SentenceTransformer(resolve(self.spec.source), device=settings.device)
         # Counting and truncating run on the event loop while encode() tokenizes in its
         # thread; a fast tokenizer's padding and truncation are state each call sets, so
@@ -84,11 +100,9 @@ class EmbeddingDeployment:
         self._last_encoded = time.monotonic()
         # One encode at a time: the model's tokenizer is state its calls set (see above).
         self._encoding = asyncio.Lock()
-        # serve.batch's wrapper carries these setters; its type hints do not.
-        self._encode_one.set_max_batch_size(settings.max_batch_size)  # type: ignore[attr-defined]
-        self._encode_one.set_batch_wait_timeout_s(  # type: ignore[attr-defined]
-            settings.batch_wait_timeout_s
-        )
+        # Texts from concurrent requests encode together (deployments/batching.py).
+        self._batcher: ContinuousBatcher[tuple[str, float], np.ndarray] = ContinuousBatcher(
+            self._encode, settings.max_batch_size, settings.batch_wait_timeout_s)
 
     async def describe(self) -> dict[str, Any]:
         return {
@@ -100,8 +114,7 @@ class EmbeddingDeployment:
             "dimensions": self.dimensions,
         }
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def _encode_one(self, items: list[tuple[str, float]]) -> list[np.ndarray]:
+    async def _encode(self, items: list[tuple[str, float]]) -> list[np.ndarray]:
         # Each item is (text, when it was queued).
         started = time.monotonic()
         tags = {"model": self.spec.id}
@@ -177,7 +190,7 @@ class EmbeddingDeployment:
                         "input",
                     )
         queued = time.monotonic()
-        vectors = await asyncio.gather(*(self._encode_one((text, queued)) for text in texts))
+        vectors = await asyncio.gather(*(self._batcher.submit((text, queued)) for text in texts))
         encoding = body.get("encoding_format") or "float"
         prompt_tokens = sum(min(c, self.max_tokens) for c in counts)
         return {

@@ -1,6 +1,6 @@
 """`make serve`, the README's first command, as a user runs it: it starts the whole service,
-prints where it listens and a key, and the key works through the official client; a hard
-stop of everything it started leaves no vLLM engine behind. Its own Ray, on a copy of the
+prints where it listens and a key, the key works through the official client, and Ctrl-C
+stops it; a hard stop of everything it started leaves no vLLM engine behind. Its own Ray, on a copy of the
 laptop config with a free port."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from bench.run import free_port, laptop_config_on
+from bench.run import free_port, laptop_config_on, sigint_as_in_a_terminal
 from deployments.app import deployment_name
 from deployments.engine_reaper import descendants, running
 from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL, command_name
@@ -38,6 +39,11 @@ def session(sid: int) -> list[int]:
         except OSError:  # ended meanwhile
             continue
     return found
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def wait_for(check: object, seconds: float) -> bool:
@@ -69,6 +75,7 @@ def make_serve(tmp_path: Path) -> Iterator[Served]:
     config = laptop_config_on(port, tmp_path / "serve.yaml")
     env = {**os.environ, "INFERENCE_STATE_DIR": str(tmp_path / "state")}
     env.pop("RAY_ADDRESS", None)
+    sigint_as_in_a_terminal()  # however this test run itself was started
     process = subprocess.Popen(
         ["make", "--no-print-directory", "serve", f"SERVE_CONFIG={config}"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -118,6 +125,12 @@ def test_make_serve_prints_where_it_listens_and_a_key_that_works(tmp_path: Path)
         assert len(embedding.data[0].embedding) == 384
         with pytest.raises(openai.AuthenticationError):
             served.client("sk-not-a-key").models.list()
+
+        os.killpg(served.process.pid, signal.SIGINT)  # Ctrl-C in the terminal
+        served.process.wait(timeout=120)
+        assert wait_for(lambda: not listening(served.port), 60), "listening after Ctrl-C"
+        assert wait_for(lambda: not session(served.process.pid), 60), \
+            "processes left after Ctrl-C"
 
 
 @pytest.mark.slow

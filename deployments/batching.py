@@ -1,0 +1,84 @@
+"""Dynamic batching for a model replica: inputs that queue while a batch runs go together in
+the next one, a busy model waits a little for a batch to fill, and an idle one starts on an
+input at once.
+
+Serve's ``serve.batch`` waits for every batch to fill, so at low load each request pays the
+whole wait for nothing. Here a model that has been idle for longer than ``wait_s`` starts at
+once; one that has just finished a batch (under load) waits up to ``wait_s`` for more inputs
+before a batch that is not full: on this machine the inputs of the next call from an ingress
+are usually on their way, and one batch of them all encodes faster than two halves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class ContinuousBatcher(Generic[Item, Result]):
+    def __init__(self, run: Callable[[list[Item]], Awaitable[list[Result]]],
+                 max_batch_size: int, wait_s: float = 0.0) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        self._run = run
+        self.max_batch_size = max_batch_size
+        self.wait_s = wait_s
+        self._queue: deque[tuple[Item, asyncio.Future[Result]]] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._last_batch_ended = float("-inf")
+
+    async def submit(self, item: Item) -> Result:
+        """``item``'s result, computed in a batch with whatever else is queued. A caller who
+        gives up (cancelled) leaves its item out of any batch that has not started."""
+        done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, done))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._batches())
+        return await done
+
+    async def _batches(self) -> None:
+        while True:
+            # At least one step of the event loop: inputs submitted together (one request's
+            # list, several requests in one call) join the same batch.
+            await asyncio.sleep(self._wait())
+            batch = self._take()
+            if not batch:
+                return
+            try:
+                results = await self._run([item for item, _ in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(f"a batch of {len(batch)} gave {len(results)} results")
+            except asyncio.CancelledError:  # the replica is stopping
+                for _, done in batch:
+                    done.cancel()
+                raise
+            except Exception as exc:  # noqa: BLE001 - every input of the batch gets it
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for (_, done), result in zip(batch, results, strict=True):
+                    if not done.done():
+                        done.set_result(result)
+            finally:
+                self._last_batch_ended = time.monotonic()
+
+    def _wait(self) -> float:
+        if len(self._queue) >= self.max_batch_size:
+            return 0.0
+        idle = time.monotonic() - self._last_batch_ended
+        return 0.0 if idle > self.wait_s else self.wait_s
+
+    def _take(self) -> list[tuple[Item, asyncio.Future[Result]]]:
+        batch: list[tuple[Item, asyncio.Future[Result]]] = []
+        while self._queue and len(batch) < self.max_batch_size:
+            entry = self._queue.popleft()
+            if not entry[1].done():  # not given up on
+                batch.append(entry)
+        return batch
