@@ -1,6 +1,7 @@
 """`make serve`, the README's first command, as a user runs it: it starts the whole service,
 prints where it listens and a key, the key works through the official client, and Ctrl-C
-stops it; a hard stop of everything it started leaves no vLLM engine behind. Its own Ray, on a copy of the
+(or SIGTERM to its process group) stops it; a hard stop of everything it started leaves no
+vLLM engine behind. Its own Ray, on a copy of the
 laptop config with a free port."""
 
 from __future__ import annotations
@@ -127,10 +128,22 @@ def test_make_serve_prints_where_it_listens_and_a_key_that_works(tmp_path: Path)
             served.client("sk-not-a-key").models.list()
 
         os.killpg(served.process.pid, signal.SIGINT)  # Ctrl-C in the terminal
-        served.process.wait(timeout=120)
-        assert wait_for(lambda: not listening(served.port), 60), "listening after Ctrl-C"
-        assert wait_for(lambda: not session(served.process.pid), 60), \
-            "processes left after Ctrl-C"
+        stopped_everything(served, "Ctrl-C")
+
+
+def stopped_everything(served: Served, how: str) -> None:
+    served.process.wait(timeout=120)
+    assert wait_for(lambda: not listening(served.port), 60), f"listening after {how}"
+    assert wait_for(lambda: not session(served.process.pid), 60), \
+        f"processes left after {how}: {[command_name(p) for p in session(served.process.pid)]}"
+
+
+@pytest.mark.slow
+def test_sigterm_to_its_process_group_stops_everything(tmp_path: Path) -> None:
+    """How a script that started `make serve &` stops it (SIGINT is ignored there)."""
+    with make_serve(tmp_path) as served:
+        os.killpg(served.process.pid, signal.SIGTERM)
+        stopped_everything(served, "SIGTERM")
 
 
 @pytest.mark.slow
