@@ -13,21 +13,33 @@ from deployments.batching import ContinuousBatcher
 
 
 class ModelDouble:
-    """Records each batch; returns each input doubled. ``hold`` keeps a batch running."""
+    """Records each batch; returns each input doubled. A batch waits while ``hold`` is clear."""
 
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
-        self.hold: asyncio.Event | None = None
+        self.hold = asyncio.Event()
+        self.hold.set()
         self.fail_next = False
 
     async def run(self, items: list[int]) -> list[int]:
         self.batches.append(items)
-        if self.hold is not None:
-            await self.hold.wait()
+        await self.hold.wait()
         if self.fail_next:
             self.fail_next = False
             raise ValueError("the model failed")
         return [2 * i for i in items]
+
+
+async def busy_with(item: int) -> tuple[ModelDouble, ContinuousBatcher[int, int],
+                                        asyncio.Task[int]]:
+    """A batcher whose model is held running a batch of ``item``."""
+    model = ModelDouble()
+    model.hold.clear()
+    batcher = ContinuousBatcher(model.run, max_batch_size=32)
+    first = asyncio.create_task(batcher.submit(item))
+    while not model.batches:
+        await asyncio.sleep(0)
+    return model, batcher, first
 
 
 def test_inputs_submitted_together_share_one_batch() -> None:
@@ -42,12 +54,7 @@ def test_inputs_submitted_together_share_one_batch() -> None:
 
 def test_inputs_arriving_during_a_batch_go_together_in_the_next() -> None:
     async def scenario() -> None:
-        model = ModelDouble()
-        model.hold = asyncio.Event()
-        batcher = ContinuousBatcher(model.run, max_batch_size=32)
-        first = asyncio.create_task(batcher.submit(1))
-        while not model.batches:
-            await asyncio.sleep(0)
+        model, batcher, first = await busy_with(1)
         later = [asyncio.create_task(batcher.submit(i)) for i in (2, 3, 4)]
         await asyncio.sleep(0.05)
         assert model.batches == [[1]]  # the model is busy: they wait, together
@@ -107,12 +114,7 @@ def test_a_failed_batch_fails_its_own_inputs_only() -> None:
 
 def test_a_caller_who_gives_up_is_left_out_of_the_next_batch() -> None:
     async def scenario() -> None:
-        model = ModelDouble()
-        model.hold = asyncio.Event()
-        batcher = ContinuousBatcher(model.run, max_batch_size=32)
-        first = asyncio.create_task(batcher.submit(1))
-        while not model.batches:
-            await asyncio.sleep(0)
+        model, batcher, first = await busy_with(1)
         gone = asyncio.create_task(batcher.submit(2))
         stays = asyncio.create_task(batcher.submit(3))
         await asyncio.sleep(0)
