@@ -34,6 +34,21 @@ def test_a_child_stops_on_sigint_even_when_the_benchmark_ignores_it(tmp_path: Pa
 
 
 def test_a_sigint_handler_of_its_own_is_left_alone() -> None:
-    before = signal.getsignal(signal.SIGINT)
-    sigint_as_in_a_terminal()
-    assert signal.getsignal(signal.SIGINT) is before
+    def own(signum: int, frame: object) -> None:
+        pass
+
+    previous = signal.signal(signal.SIGINT, own)
+    try:
+        sigint_as_in_a_terminal()
+        assert signal.getsignal(signal.SIGINT) is own
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_an_ignored_sigint_gets_its_default_action_back() -> None:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        sigint_as_in_a_terminal()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
