@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 Body = dict[str, Any]
 Reply = dict[str, Any]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class CallCoalescer:
@@ -85,22 +87,35 @@ class CallCoalescer:
 
     async def _call(self, group: list[tuple[Body, asyncio.Future[Reply]]]) -> None:
         try:
-            replies = await self._send([body for body, _ in group])
-        except asyncio.CancelledError:  # the ingress is stopping
-            for _, done in group:
-                done.cancel()
-            raise
-        except Exception as exc:  # noqa: BLE001 - each of the call's requests gets it
-            for _, done in group:
-                if not done.done():
-                    done.set_exception(exc)
-        else:
-            for (_, done), reply in zip(group, replies, strict=True):
-                if not done.done():
-                    done.set_result(reply)
+            await call_for_each(group, self._send)
         finally:
             self._in_flight -= 1
             self._start_calls()
+
+
+async def call_for_each(group: Sequence[tuple[T, asyncio.Future[R]]],
+                        call: Callable[[list[T]], Awaitable[list[R]]]) -> None:
+    """One call for a group of waiting callers, each with its item and its future: each
+    future gets its own result, or the call's exception. A future already done (its caller
+    gave up) is left alone; a call that answers for more or fewer items than it was given is
+    an error for them all, never results handed to the wrong callers. Cancelled (the process
+    is stopping): every future is cancelled."""
+    try:
+        results = await call([item for item, _ in group])
+        if len(results) != len(group):
+            raise RuntimeError(f"{len(group)} items gave {len(results)} results")
+    except asyncio.CancelledError:
+        for _, done in group:
+            done.cancel()
+        raise
+    except Exception as exc:  # noqa: BLE001 - each caller of the group gets it
+        for _, done in group:
+            if not done.done():
+                done.set_exception(exc)
+    else:
+        for (_, done), result in zip(group, results, strict=True):
+            if not done.done():
+                done.set_result(result)
 
 
 def _inputs(body: Body) -> int:

@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from app.coalescing import call_for_each
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -51,21 +53,7 @@ class ContinuousBatcher(Generic[Item, Result]):
             if not batch:
                 return
             try:
-                results = await self._run([item for item, _ in batch])
-                if len(results) != len(batch):
-                    raise RuntimeError(f"a batch of {len(batch)} gave {len(results)} results")
-            except asyncio.CancelledError:  # the replica is stopping
-                for _, done in batch:
-                    done.cancel()
-                raise
-            except Exception as exc:  # noqa: BLE001 - every input of the batch gets it
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for (_, done), result in zip(batch, results, strict=True):
-                    if not done.done():
-                        done.set_result(result)
+                await call_for_each(batch, self._run)
             finally:
                 self._last_batch_ended = time.monotonic()
 

@@ -141,3 +141,15 @@ async def test_a_call_carries_at_most_max_inputs_but_always_one_request() -> Non
         await settle()
     assert double.calls == [["a"], [["b", "c"]], [["d", "e"]], [["f", "g", "h", "i"]]]
     assert [(await t)["echo"] for t in tasks][3] == ["f", "g", "h", "i"]
+
+
+async def test_a_call_that_answers_for_fewer_requests_fails_them_all() -> None:
+    """Never a reply handed to the wrong caller, and never a caller left waiting."""
+    async def short(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{"status": 200, "echo": b["input"]} for b in bodies][:-1]
+
+    c = CallCoalescer(short, 1, 100, 2048, refuse=Refused)
+    first = asyncio.create_task(c.submit({"input": "a"}))
+    waiting = [asyncio.create_task(c.submit({"input": t})) for t in "bc"]
+    done = await asyncio.wait_for(asyncio.gather(first, *waiting, return_exceptions=True), 10)
+    assert all(isinstance(d, RuntimeError) for d in done), done

@@ -132,7 +132,7 @@ def test_a_model_that_loses_inputs_is_an_error_not_a_shifted_answer() -> None:
 
     async def scenario() -> None:
         batcher = ContinuousBatcher(run, max_batch_size=32)
-        with pytest.raises(RuntimeError, match="a batch of 2 gave 1 results"):
+        with pytest.raises(RuntimeError, match="2 items gave 1 results"):
             await asyncio.gather(batcher.submit(1), batcher.submit(2))
 
     asyncio.run(scenario())
