@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# What lint and type checks cover (tests are linted too).
+SOURCES := app control deployments launch messages.py bench
 # Machines without the local torch CPU wheel: make serve PIP_EXTRA_INDEX_URL=<PyTorch CPU wheel index>
 PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check
 EXTRAS ?= cpu,test,bench
@@ -35,13 +37,13 @@ serve: models
 	@# First start: creates a full-access key for the default project and prints it once.
 	$(VENV)/bin/inference init --config $(SERVE_CONFIG)
 	@# config/serve.env: how Serve itself runs (process settings Ray reads when it starts).
-	@# deployments/cpu_layout.py: on CPU, the chat engine's compute cores are its own.
-	set -a && . config/serve.env && set +a && exec $(PY) -m deployments.cpu_layout \
+	@# launch/cpu_layout.py: on CPU, the chat engine's compute cores are its own.
+	set -a && . config/serve.env && set +a && exec $(PY) -m launch.cpu_layout \
 		$(SERVE_CONFIG) -- $(VENV)/bin/serve run $(SERVE_CONFIG)
 
 lint: setup
-	$(VENV)/bin/ruff check app deployments tests bench
-	$(VENV)/bin/mypy app deployments bench
+	$(VENV)/bin/ruff check $(SOURCES) tests
+	$(VENV)/bin/mypy $(SOURCES)
 
 test: models lint
 	$(VENV)/bin/pytest -q

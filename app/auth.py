@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from app.control_plane import ControlPlaneAPI
 from app.errors import APIError
-from app.store import KeyRecord, hash_secret
+from control.deployment import ControlPlaneAPI
+from control.store import KeyRecord, hash_secret
 
 Need = Literal["model", "usage"]
 

@@ -2,7 +2,7 @@
 
 Every call between Serve deployments costs milliseconds of CPU on both sides, and a replica
 that is handed one sentence at a time encodes batches of one, the costliest way to run the
-model (README, "Metrics and benchmarks"). An ingress replica therefore keeps at most
+model (docs/performance.md). An ingress replica therefore keeps at most
 ``calls_in_flight`` calls open per model: a request that finds one free goes at once (no
 wait at low load); the others wait here and leave together, in one call, as soon as a call
 returns. The replica's dynamic batching then sees them together.
@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
 
-Body = dict[str, Any]
-Reply = dict[str, Any]
-T = TypeVar("T")
-R = TypeVar("R")
+from deployments.batching import call_for_each
+from messages import EmbeddingJob, EmbeddingOutcome
 
 
 class CallCoalescer:
     def __init__(
         self,
-        send: Callable[[list[Body]], Awaitable[list[Reply]]],
+        send: Callable[[list[EmbeddingJob]], Awaitable[list[EmbeddingOutcome]]],
         calls_in_flight: int,
         max_waiting: int,
         max_inputs_per_call: int,
@@ -38,15 +35,15 @@ class CallCoalescer:
         self._max_waiting = max_waiting
         self._max_inputs = max_inputs_per_call
         self._refuse = refuse
-        self._waiting: deque[tuple[Body, asyncio.Future[Reply]]] = deque()
+        self._waiting: deque[tuple[EmbeddingJob, asyncio.Future[EmbeddingOutcome]]] = deque()
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, body: Body) -> Reply:
+    async def submit(self, job: EmbeddingJob) -> EmbeddingOutcome:
         if self._in_flight >= self._calls_in_flight and not self._room_to_wait():
             raise self._refuse()
-        done: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._waiting.append((body, done))
+        done: asyncio.Future[EmbeddingOutcome] = asyncio.get_running_loop().create_future()
+        self._waiting.append((job, done))
         self._start_calls()
         # A caller that gives up (client gone, deadline) cancels only its own future: a
         # waiting request is then left out of the next call; one in flight is not waited for.
@@ -69,55 +66,25 @@ class CallCoalescer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _next_group(self) -> list[tuple[Body, asyncio.Future[Reply]]]:
+    def _next_group(self) -> list[tuple[EmbeddingJob, asyncio.Future[EmbeddingOutcome]]]:
         """The waiting requests that go in the next call (at least one if any is waiting)."""
-        group: list[tuple[Body, asyncio.Future[Reply]]] = []
+        group: list[tuple[EmbeddingJob, asyncio.Future[EmbeddingOutcome]]] = []
         inputs = 0
         while self._waiting:
-            body, done = self._waiting[0]
+            job, done = self._waiting[0]
             if done.done():  # its caller gave up while it waited
                 self._waiting.popleft()
                 continue
-            size = _inputs(body)
+            size = len(job.texts)
             if group and inputs + size > self._max_inputs:
                 break
             group.append(self._waiting.popleft())
             inputs += size
         return group
 
-    async def _call(self, group: list[tuple[Body, asyncio.Future[Reply]]]) -> None:
+    async def _call(self, group: list[tuple[EmbeddingJob, asyncio.Future[EmbeddingOutcome]]]) -> None:
         try:
             await call_for_each(group, self._send)
         finally:
             self._in_flight -= 1
             self._start_calls()
-
-
-async def call_for_each(group: Sequence[tuple[T, asyncio.Future[R]]],
-                        call: Callable[[list[T]], Awaitable[list[R]]]) -> None:
-    """One call for a group of waiting callers, each with its item and its future: each
-    future gets its own result, or the call's exception. A future already done (its caller
-    gave up) is left alone; a call that answers for more or fewer items than it was given is
-    an error for them all, never results handed to the wrong callers. Cancelled (the process
-    is stopping): every future is cancelled."""
-    try:
-        results = await call([item for item, _ in group])
-        if len(results) != len(group):
-            raise RuntimeError(f"{len(group)} items gave {len(results)} results")
-    except asyncio.CancelledError:
-        for _, done in group:
-            done.cancel()
-        raise
-    except Exception as exc:  # noqa: BLE001 - each caller of the group gets it
-        for _, done in group:
-            if not done.done():
-                done.set_exception(exc)
-    else:
-        for (_, done), result in zip(group, results, strict=True):
-            if not done.done():
-                done.set_result(result)
-
-
-def _inputs(body: Body) -> int:
-    texts = body.get("input")
-    return len(texts) if isinstance(texts, list) else 1

@@ -1,6 +1,7 @@
-"""One error type, mapped once to OpenAI's envelope (CONTRACT.md, "Errors").
+"""One error type, mapped once to OpenAI's envelope (docs/api.md, "Errors").
 
-Endpoints raise :class:`APIError`; the ingress turns it into
+Endpoints raise :class:`APIError` (defined with the other messages that cross Serve handles,
+since a model replica returns it too); the ingress turns it into
 ``{"error": {"message", "type", "param", "code"}}`` with the status from the contract's table.
 Anything else is a bug: a generic 500 that carries the request id, never internals.
 """
@@ -10,49 +11,23 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
+from starlette.responses import JSONResponse
 
-# The contract's table: status -> error type.
-ERROR_TYPES: dict[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    413: "invalid_request_error",
-    415: "invalid_request_error",
-    429: "rate_limit_error",
-    500: "server_error",
-    503: "overloaded_error",
-}
+from messages import APIError
 
-
-class APIError(Exception):
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = ERROR_TYPES.get(status, "invalid_request_error")
-        self.param = param
-        self.code = code
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+__all__ = [
+    "APIError",
+    "ParamError",
+    "bad_request",
+    "error_response",
+    "from_validation_error",
+    "model_not_found",
+    "no_replica_ready",
+    "overloaded",
+    "replica_failed",
+    "server_error",
+    "timed_out",
+]
 
 
 class ParamError(ValueError):
@@ -131,3 +106,43 @@ def from_validation_error(exc: ValidationError, data: Any) -> APIError:
         msg = str(first["msg"]).removeprefix("Value error, ")
         message = f"Invalid value for '{param}': {msg}." if param else f"{msg}."
     return bad_request(message, param=param)
+
+
+# Seconds a client should wait before retrying when replicas are full or a replica failed.
+RETRY_AFTER_SECONDS = 1
+# ... and when no replica was ready (a start from zero takes seconds to minutes: model loading).
+COLD_START_RETRY_AFTER_SECONDS = 5
+
+
+def _unavailable(message: str, code: str, retry_after: int) -> APIError:
+    return APIError(503, message, code=code, headers={"Retry-After": str(retry_after)})
+
+
+def overloaded(model: str) -> APIError:
+    return _unavailable(
+        f"The model '{model}' is serving as many requests as it can queue; retry shortly.",
+        "overloaded", RETRY_AFTER_SECONDS)
+
+
+def replica_failed(model: str) -> APIError:
+    return _unavailable(
+        f"The replica of the model '{model}' working on this request stopped; it is being "
+        "replaced, retry shortly.", "replica_failed", RETRY_AFTER_SECONDS)
+
+
+def no_replica_ready(model: str, waited_s: float) -> APIError:
+    return _unavailable(
+        f"No replica of the model '{model}' took the request within {waited_s:g} s (it may be "
+        "starting up from zero or busy); retry shortly.",
+        "no_replica_ready", COLD_START_RETRY_AFTER_SECONDS)
+
+
+def timed_out() -> APIError:
+    return _unavailable(
+        "The request did not finish within the service's deadline; retry, or ask for fewer "
+        "tokens.", "request_timeout", RETRY_AFTER_SECONDS)
+
+
+def error_response(exc: APIError) -> JSONResponse:
+    """The envelope for ``exc``, with its status and headers."""
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)

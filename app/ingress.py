@@ -8,31 +8,23 @@ from ray import serve
 from starlette.applications import Starlette
 
 from app.api import build_api
-from app.backend import ServeModels
-from app.control_plane import RemoteCalls
+from app.model_handles import ServeModels
+from app.services import Limits
+from control.deployment import RemoteCalls
+from messages import ModelRoute
 
 
 @serve.deployment
 @serve.ingress()
 class Ingress:
-    def __init__(
-        self,
-        models: dict[str, tuple[str, Any, dict[str, Any]]],
-        control_plane: Any,
-        limits: dict[str, Any],
-    ) -> None:
-        # models: public model id -> (task, handle of the deployment that serves it, what
-        # the config says of it: see ServeModels);
-        # limits: build_api's keyword limits (max_body_bytes, request_timeout_s).
+    def __init__(self, models: dict[str, ModelRoute], control_plane: Any,
+                 limits: dict[str, Any]) -> None:
+        # models: public model id -> its route; limits: the fields of app.services.Limits.
         self.models = ServeModels(models)
         self.control_plane = RemoteCalls(control_plane)
-        self.limits = limits
+        self.limits = Limits(**limits)
 
     def __serve_build_asgi_app__(self) -> Starlette:
         # Serve's proxy mints or echoes x-request-id and sets it on every response.
-        return build_api(
-            self.models,
-            self.control_plane,
-            **self.limits,
-            add_request_id_header=False,
-        )
+        return build_api(self.models, self.control_plane, limits=self.limits,
+                         add_request_id_header=False)

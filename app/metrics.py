@@ -31,9 +31,3 @@ ttft = metrics.Histogram(
 itl = metrics.Histogram(
     "inference_inter_token_latency_seconds", description="Gap between streamed chunks.",
     boundaries=TOKEN_GAP_BUCKETS, tag_keys=("model",))
-embedding_batch_size = metrics.Histogram(
-    "inference_embedding_batch_size", description="Inputs encoded together in one batch.",
-    boundaries=[1, 2, 4, 8, 16, 32, 64, 128, 256], tag_keys=("model",))
-embedding_queue_wait = metrics.Histogram(
-    "inference_embedding_queue_wait_seconds", description="Time an input waits for its batch.",
-    boundaries=TOKEN_GAP_BUCKETS, tag_keys=("model",))

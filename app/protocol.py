@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.errors import ParamError
+from messages import ModelCard
 
 # Documented limits (CONTRACT.md and OpenAI's own bounds).
 MAX_STOP_SEQUENCES = 4
@@ -236,36 +237,7 @@ class EmbeddingRequest(Strict):
         return _as_list(self.input)
 
 
-# --- responses -----------------------------------------------------------------------------
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int = 0
-    total_tokens: int
-
-
-class EmbeddingData(BaseModel):
-    object: Literal["embedding"] = "embedding"
-    index: int
-    embedding: list[float] | str
-
-
-class EmbeddingResponse(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[EmbeddingData]
-    model: str
-    usage: Usage
-
-
-class ModelCard(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str
-    task: Literal["chat", "embedding"]  # extension
-    context_length: int  # extension
-    dimensions: int | None = None  # extension: embeddings only
+# --- responses ---------------------------------------------------------------------------
 
 
 class ModelList(BaseModel):

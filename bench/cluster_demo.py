@@ -47,7 +47,7 @@ import openai
 from bench.run import free_port
 from deployments.app import deployment_name
 from deployments.config import AppConfig, app_args_from_serve_config
-from deployments.serve_env import serve_env
+from launch.serve_env import serve_env
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "cluster-demo.yaml"
@@ -389,7 +389,7 @@ async def fault(name: str, kill: Any, load: Load, observer: Observer, target: in
 def usage_requests(model: str) -> int:
     """Requests the usage ledger holds for ``model`` (read the way an operator would)."""
     out = subprocess.run(
-        [sys.executable, "-m", "app.cli", "usage", "--json"], check=True,
+        [sys.executable, "-m", "control.cli", "usage", "--json"], check=True,
         capture_output=True, text=True, env=os.environ.copy(),
     ).stdout
     rows = json.loads(out)
@@ -399,7 +399,7 @@ def usage_requests(model: str) -> int:
 
 def first_key() -> str:
     """The full-access key ``inference init`` makes for a new store."""
-    out = subprocess.run([sys.executable, "-m", "app.cli", "init", "--json"], check=True,
+    out = subprocess.run([sys.executable, "-m", "control.cli", "init", "--json"], check=True,
                          capture_output=True, text=True, env=os.environ.copy()).stdout
     return str(json.loads(out)["key"]["secret_key"])
 

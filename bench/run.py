@@ -34,8 +34,8 @@ import yaml
 
 from deployments.builtin_models import resolve
 from deployments.config import AppConfig, app_args_from_serve_config
-from deployments.serve_env import serve_env
 from deployments.vllm_engine import engine_env, standalone_server_command
+from launch.serve_env import serve_env
 
 ROOT = Path(__file__).resolve().parents[1]
 LAPTOP = ROOT / "config" / "laptop.yaml"
@@ -101,7 +101,7 @@ class Stack:
         self.config = laptop_config_on(self.port, workdir / "bench-serve.yaml")
         # Serve runs as `make serve` runs it.
         self.env = {"INFERENCE_STATE_DIR": str(self.state), **serve_env()}
-        init = subprocess.run([sys.executable, "-m", "app.cli", "init", "--json"], cwd=ROOT,
+        init = subprocess.run([sys.executable, "-m", "control.cli", "init", "--json"], cwd=ROOT,
                               env={**os.environ, **self.env}, check=True, capture_output=True,
                               text=True)
         self.key = json.loads(init.stdout)["key"]["secret_key"]
@@ -109,8 +109,8 @@ class Stack:
 
     def command(self) -> list[str]:
         serve = str(Path(sys.executable).with_name("serve"))
-        # As `make serve` starts it: with the CPU layout (deployments/cpu_layout.py).
-        return [sys.executable, "-m", "deployments.cpu_layout", str(self.config), "--",
+        # As `make serve` starts it: with the CPU layout (launch/cpu_layout.py).
+        return [sys.executable, "-m", "launch.cpu_layout", str(self.config), "--",
                 serve, "run", str(self.config)]
 
 

@@ -11,12 +11,13 @@ from typing import Any
 
 from ray.serve import Application, Deployment
 
-from app.control_plane import ControlPlane
 from app.ingress import Ingress
-from app.store import state_dir
+from control.deployment import ControlPlane
+from control.store import state_dir
 from deployments.chat import ChatDeployment
 from deployments.config import AppConfig, ModelSpec
 from deployments.embeddings import EmbeddingDeployment
+from messages import ModelCard, ModelRoute
 
 
 def deployment_name(model_id: str) -> str:
@@ -26,7 +27,7 @@ def deployment_name(model_id: str) -> str:
 
 def build_app(args: dict[str, Any]) -> Application:
     config = AppConfig.model_validate(args)
-    handles: dict[str, tuple[str, Any, dict[str, Any]]] = {}
+    routes: dict[str, ModelRoute] = {}
     built = int(time.time())
     for spec in config.models:
         # @serve.deployment turns the classes into Deployments; mypy sees the classes.
@@ -34,7 +35,7 @@ def build_app(args: dict[str, Any]) -> Application:
         bound = deployment.options(
             name=deployment_name(spec.id), **_with_router(spec.serve_options())
         ).bind(spec.model_dump())
-        handles[spec.id] = (spec.task, bound, _route(spec, built))
+        routes[spec.id] = _route(spec, bound, built)
     # Resolved here, where the service is started: replicas may run elsewhere. The control
     # plane owns the SQLite store, so it stays on the head node, whose disk holds the state
     # directory (on a laptop the only node is the head).
@@ -43,35 +44,37 @@ def build_app(args: dict[str, Any]) -> Application:
     ).bind(str(state_dir()))
     ingress: Deployment = Ingress  # type: ignore[assignment]
     return ingress.options(**config.ingress.deployment.serve_options()).bind(
-        handles, control_plane, config.ingress.limits()
+        routes, control_plane, config.ingress.limits()
     )
 
 
-def _route(spec: ModelSpec, built: int) -> dict[str, Any]:
-    """What the ingress knows of a model from the config (see app.backend.ServeModels)."""
+def _route(spec: ModelSpec, handle: Any, built: int) -> ModelRoute:
+    """What the ingress knows of a model from the config."""
     autoscaling = spec.deployment.autoscaling
-    return {
-        "ingress_calls_in_flight": spec.embedding.ingress_calls_in_flight
+    return ModelRoute(
+        task=spec.task,
+        handle=handle,
+        wait_for_replica_s=spec.deployment.wait_for_replica_s,
+        scales_to_zero=autoscaling is not None and autoscaling.min_replicas == 0,
+        card=_config_card(spec, built),
+        ingress_calls_in_flight=spec.embedding.ingress_calls_in_flight
         if spec.embedding else None,
-        "max_queued_requests": spec.deployment.max_queued_requests,
-        "wait_for_replica_s": spec.deployment.wait_for_replica_s,
-        "scales_to_zero": autoscaling is not None and autoscaling.min_replicas == 0,
-        "card": _config_card(spec, built),
-    }
+        max_queued_requests=spec.deployment.max_queued_requests,
+    )
 
 
-def _config_card(spec: ModelSpec, built: int) -> dict[str, Any] | None:
+def _config_card(spec: ModelSpec, built: int) -> ModelCard | None:
     """The model card from the config alone, for a model that can scale to zero (the config
     requires what it needs; the replica checks it against the model it loads)."""
     if spec.chat:
-        return {"id": spec.id, "created": built, "owned_by": spec.owned_by, "task": "chat",
-                "context_length": spec.chat.max_model_len}
+        return ModelCard(id=spec.id, created=built, owned_by=spec.owned_by, task="chat",
+                         context_length=spec.chat.max_model_len)
     assert spec.embedding is not None
     if spec.embedding.dimensions is None or spec.embedding.max_seq_length is None:
         return None
-    return {"id": spec.id, "created": built, "owned_by": spec.owned_by, "task": "embedding",
-            "context_length": spec.embedding.max_seq_length,
-            "dimensions": spec.embedding.dimensions}
+    return ModelCard(id=spec.id, created=built, owned_by=spec.owned_by, task="embedding",
+                     context_length=spec.embedding.max_seq_length,
+                     dimensions=spec.embedding.dimensions)
 
 
 # Ray gives every cluster's head node this resource (and no other node).

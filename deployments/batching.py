@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
-
-from app.coalescing import call_for_each
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -70,3 +68,28 @@ class ContinuousBatcher(Generic[Item, Result]):
             if not entry[1].done():  # not given up on
                 batch.append(entry)
         return batch
+
+
+async def call_for_each(group: Sequence[tuple[Item, asyncio.Future[Result]]],
+                        call: Callable[[list[Item]], Awaitable[list[Result]]]) -> None:
+    """One call for a group of waiting callers, each with its item and its future: each
+    future gets its own result, or the call's exception. A future already done (its caller
+    gave up) is left alone; a call that answers for more or fewer items than it was given is
+    an error for them all, never results handed to the wrong callers. Cancelled (the process
+    is stopping): every future is cancelled."""
+    try:
+        results = await call([item for item, _ in group])
+        if len(results) != len(group):
+            raise RuntimeError(f"{len(group)} items gave {len(results)} results")
+    except asyncio.CancelledError:
+        for _, done in group:
+            done.cancel()
+        raise
+    except Exception as exc:  # noqa: BLE001 - each caller of the group gets it
+        for _, done in group:
+            if not done.done():
+                done.set_exception(exc)
+    else:
+        for (_, done), result in zip(group, results, strict=True):
+            if not done.done():
+                done.set_result(result)

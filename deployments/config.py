@@ -184,7 +184,7 @@ class EmbeddingEngine(Strict):
     )
     cpu_threads: int | None = Field(
         None, ge=1, description="torch's threads for encoding on CPU. None = under the CPU "
-        "layout (deployments/cpu_layout.py) one per CPU the replica runs on (every CPU); "
+        "layout (launch/cpu_layout.py) one per CPU the replica runs on (every CPU); "
         "otherwise Ray's default, the replica's num_cpus (at least 1). More = faster batches, "
         "and less CPU left for the rest of the stack on the same machine."
     )

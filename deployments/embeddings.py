@@ -1,7 +1,7 @@
 """Embedding model deployment: sentence-transformers with dynamic batching.
 
 Each input text is one item of a batch (deployments/batching.py), so texts from concurrent
-requests are encoded together (CONTRACT.md, "Embeddings"). Over-long inputs are refused, never
+requests are encoded together (docs/api.md, "Embeddings"). Over-long inputs are refused, never
 silently truncated, unless the model's config allows truncation.
 """
 
@@ -17,30 +17,25 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from app import metrics
+from deployments import metrics
 from deployments.batching import ContinuousBatcher
 from deployments.builtin_models import resolve
 from deployments.config import ModelSpec
-from deployments.cpu_layout import use_all_cpus
+from launch.cpu_layout import use_all_cpus
+from messages import (
+    APIError,
+    EmbeddingJob,
+    EmbeddingOutcome,
+    ModelCard,
+    Reply,
+    UnexpectedFailure,
+    Usage,
+)
 
 logger = logging.getLogger("ray.serve")
 
 # A batch encoded this recently proves the model works; no extra encode for the health check.
 HEALTHY_IF_ENCODED_WITHIN_S = 30.0
-
-
-def error_reply(message: str, param: str) -> dict[str, Any]:
-    return {
-        "status": 400,
-        "body": {
-            "error": {
-                "message": message,
-                "type": "invalid_request_error",
-                "param": param,
-                "code": None,
-            }
-        },
-    }
 
 
 def shorten(vector: np.ndarray, dimensions: int | None) -> np.ndarray:
@@ -74,7 +69,7 @@ class EmbeddingDeployment:
         import torch
         from sentence_transformers import SentenceTransformer
 
-        # Model compute: the chat engine's cores too (deployments/cpu_layout.py).
+        # Model compute: the chat engine's cores too (launch/cpu_layout.py).
         cpus = use_all_cpus()
         self.spec = ModelSpec.model_validate(spec)
         assert self.spec.embedding is not None
@@ -104,15 +99,10 @@ class EmbeddingDeployment:
         self._batcher: ContinuousBatcher[tuple[str, float], np.ndarray] = ContinuousBatcher(
             self._encode, settings.max_batch_size, settings.batch_wait_timeout_s)
 
-    async def describe(self) -> dict[str, Any]:
-        return {
-            "id": self.spec.id,
-            "created": self.created,
-            "owned_by": self.spec.owned_by,
-            "task": "embedding",
-            "context_length": self.max_tokens,
-            "dimensions": self.dimensions,
-        }
+    async def describe(self) -> ModelCard:
+        return ModelCard(id=self.spec.id, created=self.created, owned_by=self.spec.owned_by,
+                         task="embedding", context_length=self.max_tokens,
+                         dimensions=self.dimensions)
 
     async def _encode(self, items: list[tuple[str, float]]) -> list[np.ndarray]:
         # Each item is (text, when it was queued).
@@ -149,33 +139,30 @@ class EmbeddingDeployment:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return str(self.tokenizer.decode(ids[: max(1, limit - special)]))
 
-    async def embed_many(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Several requests in one call (the ingress coalesces them): one reply each. A
-        request that fails unexpectedly fails alone, as ``{"status": 500, "failed": ...}``;
-        the traceback goes to this replica's log."""
-        replies = await asyncio.gather(*(self.embed(body) for body in bodies),
-                                       return_exceptions=True)
-        out: list[dict[str, Any]] = []
-        for reply in replies:
-            if isinstance(reply, BaseException):
-                logger.error("embedding request failed", exc_info=reply)
-                out.append({"status": 500, "failed": repr(reply)})
+    async def embed_many(self, jobs: list[EmbeddingJob]) -> list[EmbeddingOutcome]:
+        """Several requests in one call (the ingress coalesces them): one outcome each. A
+        request that fails unexpectedly fails alone, as :class:`UnexpectedFailure`; the
+        traceback goes to this replica's log."""
+        outcomes = await asyncio.gather(*(self.embed(job) for job in jobs),
+                                        return_exceptions=True)
+        out: list[EmbeddingOutcome] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                logger.error("embedding request failed", exc_info=outcome)
+                out.append(UnexpectedFailure(repr(outcome)))
             else:
-                out.append(reply)
+                out.append(outcome)
         return out
 
-    async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
-        texts: list[str] = [body["input"]] if isinstance(body["input"], str) else body["input"]
-        dimensions = body.get("dimensions")
-        if dimensions is not None and dimensions > self.dimensions:
-            return error_reply(
-                f"'dimensions' must be at most {self.dimensions} for {self.spec.id}, "
-                f"got {dimensions}.",
-                "dimensions",
-            )
+    async def embed(self, job: EmbeddingJob) -> Reply | APIError:
+        texts = job.texts
+        if job.dimensions is not None and job.dimensions > self.dimensions:
+            return APIError(
+                400, f"'dimensions' must be at most {self.dimensions} for {self.spec.id}, "
+                f"got {job.dimensions}.", param="dimensions")
         counts = self._token_counts(texts)
-        asked = body.get("truncate_prompt_tokens")
-        if asked is not None:  # the client asked for truncation explicitly
+        if job.truncate_prompt_tokens is not None:  # the client asked for truncation
+            asked = job.truncate_prompt_tokens
             limit = self.max_tokens if asked == -1 else min(asked, self.max_tokens)
             texts = [self._truncated(t, limit) if c > limit else t
                      for t, c in zip(texts, counts, strict=True)]
@@ -183,29 +170,28 @@ class EmbeddingDeployment:
         elif not self.truncate:
             for index, count in enumerate(counts):
                 if count > self.max_tokens:
-                    where = "input" if isinstance(body["input"], str) else f"input[{index}]"
-                    return error_reply(
-                        f"{where} is {count} tokens long; {self.spec.id} takes at most "
-                        f"{self.max_tokens} tokens per input.",
-                        "input",
-                    )
+                    where = "input" if job.single else f"input[{index}]"
+                    return APIError(
+                        400, f"{where} is {count} tokens long; {self.spec.id} takes at most "
+                        f"{self.max_tokens} tokens per input.", param="input")
         queued = time.monotonic()
         vectors = await asyncio.gather(*(self._batcher.submit((text, queued)) for text in texts))
-        encoding = body.get("encoding_format") or "float"
-        prompt_tokens = sum(min(c, self.max_tokens) for c in counts)
-        return {
-            "status": 200,
-            "body": {
+        usage = Usage(sum(min(c, self.max_tokens) for c in counts))
+        return Reply(
+            {
                 "object": "list",
                 "data": [
                     {
                         "object": "embedding",
                         "index": i,
-                        "embedding": encode_vector(shorten(v, dimensions), encoding),
+                        "embedding": encode_vector(shorten(v, job.dimensions),
+                                                   job.encoding_format),
                     }
                     for i, v in enumerate(vectors)
                 ],
                 "model": self.spec.id,
-                "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+                "usage": {"prompt_tokens": usage.prompt_tokens,
+                          "total_tokens": usage.total_tokens},
             },
-        }
+            usage,
+        )

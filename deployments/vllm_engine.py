@@ -1,4 +1,4 @@
-"""The one seam to vLLM: every touch of its internals lives in this module (DESIGN.md, 4).
+"""The one seam to vLLM: every touch of its internals lives in this module (docs/architecture.md, "The vLLM seam").
 
 vLLM's own OpenAI serving layer does the chat templating, tool-call parsing, constrained
 decoding and logprobs; we build it in-process the way vLLM's API server does
@@ -9,26 +9,17 @@ decoding and logprobs; we build it in-process the way vLLM's API server does
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from deployments.config import ChatEngine
+from messages import APIError, Chunk, Usage
 
 # vLLM's error types are HTTP-status names; the contract's envelope wants its own table.
 _CONTEXT_MARKERS = ("maximum context length", "context length", "max_model_len")
-
-
-@dataclass
-class EngineFailure:
-    """An error vLLM's serving layer returned instead of a completion."""
-
-    status: int
-    message: str
-    param: str | None
-    code: str | None
 
 
 def engine_cli_args(model_path: str, served_name: str, settings: ChatEngine) -> list[str]:
@@ -140,13 +131,11 @@ class VLLMChatEngine:
         processor = getattr(self._engine, "output_processor", None)
         return 0 if processor is None else int(processor.get_num_unfinished_requests())
 
-    async def chat(
-        self, body: dict[str, Any]
-    ) -> dict[str, Any] | AsyncIterator[str] | EngineFailure:
+    async def chat(self, body: dict[str, Any]) -> dict[str, Any] | AsyncIterator[Chunk] | APIError:
         """Run one chat completion; ``body`` is an already-validated OpenAI request.
 
-        Returns the response dict, an iterator of SSE frames (``data: ...\\n\\n``) for a
-        stream, or an :class:`EngineFailure`.
+        Returns the response dict, the stream's chunks (SSE frames with the usage each
+        reports), or the error vLLM's serving layer answered with.
         """
         from vllm.entrypoints.openai.chat_completion.protocol import (
             ChatCompletionRequest,
@@ -158,7 +147,7 @@ class VLLMChatEngine:
         try:
             request = ChatCompletionRequest.model_validate(body)
         except ValueError as exc:
-            return EngineFailure(400, str(exc), None, None)
+            return APIError(400, str(exc))
         from vllm.entrypoints.serve.exception_handling.error_response import (
             create_error_response,
         )
@@ -175,7 +164,24 @@ class VLLMChatEngine:
             return _failure(result.error.code, result.error.message, result.error.param)
         if isinstance(result, ChatCompletionResponse):
             return result.model_dump(exclude_none=True)
-        return result
+        return _chunks(result)
+
+
+async def _chunks(frames: AsyncIterator[str]) -> AsyncIterator[Chunk]:
+    """vLLM's SSE frames, each with the usage it reports: read here, where vLLM's output is
+    understood, so that nothing downstream parses a frame."""
+    async for frame in frames:
+        yield _chunk(frame)
+
+
+def _chunk(frame: str) -> Chunk:
+    payload = frame.removeprefix("data: ").rstrip()
+    if not payload.startswith("{"):  # "[DONE]"
+        return Chunk(frame, None)
+    data = json.loads(payload)
+    reported = data.get("usage")
+    usage = None if reported is None else Usage.of(reported)
+    return Chunk(frame, usage, usage_only=usage is not None and data.get("choices") == [])
 
 
 def _forced_tool_call(body: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +203,7 @@ def _forced_tool_call(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _failure(status: int, message: str, param: str | None) -> EngineFailure:
+def _failure(status: int, message: str, param: str | None) -> APIError:
     code = None
     if status == 400 and any(m in message for m in _CONTEXT_MARKERS):
         if param in ("max_tokens", "max_completion_tokens"):
@@ -205,4 +211,4 @@ def _failure(status: int, message: str, param: str | None) -> EngineFailure:
         else:
             code = "context_length_exceeded"
             param = "messages"
-    return EngineFailure(status, message, param, code)
+    return APIError(status, message, param=param, code=code)

@@ -8,8 +8,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.api import build_api
-from app.control_plane import AsyncStore
-from app.store import Store
+from control.deployment import AsyncStore
+from control.store import Store
 from tests.app.test_api import FakeModelsForTests
 
 

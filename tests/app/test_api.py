@@ -10,11 +10,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.api import build_api
-from app.backend import Reply, StreamItem
-from app.control_plane import AsyncStore
+from app.model_handles import Reply, StreamItem
+from control.deployment import AsyncStore
 from app.errors import model_not_found
 from app.protocol import ModelCard
-from app.store import Store
+from control.store import Store
 
 CHAT = "org/chat-model:bf16"
 EMBED = "org/embed-model:fp32"

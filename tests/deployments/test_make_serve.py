@@ -23,7 +23,7 @@ import pytest
 
 from bench.run import free_port, laptop_config_on, sigint_as_in_a_terminal
 from deployments.app import deployment_name
-from deployments.engine_reaper import descendants, running
+from launch.engine_reaper import descendants, running
 from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL, command_name
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app.backend import ChatRequestBody
+from app.model_handles import ChatRequestBody
 from deployments.app import build_app, deployment_name
 from deployments.config import PREFIX_CACHE_ROUTER, AppConfig, ModelSpec, app_args_from_serve_config
 from deployments.vllm_engine import engine_cli_args

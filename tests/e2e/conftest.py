@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def inference_cli(*args: str) -> Any:
     """Run the admin CLI as a user would, against the test session's store."""
     out = subprocess.run(
-        [sys.executable, "-m", "app.cli", *args, "--json"],
+        [sys.executable, "-m", "control.cli", *args, "--json"],
         check=True, capture_output=True, text=True, env=os.environ.copy(),
     ).stdout
     return json.loads(out)
@@ -63,8 +63,8 @@ def base_url(state_dir: Path) -> Iterator[str]:
 
     from deployments.app import build_app
     from deployments.config import app_args_from_serve_config
-    from deployments.cpu_layout import applied
-    from deployments.serve_env import serve_env
+    from launch.cpu_layout import applied
+    from launch.serve_env import serve_env
 
     laptop = ROOT / "config" / "laptop.yaml"
     args = app_args_from_serve_config(laptop)

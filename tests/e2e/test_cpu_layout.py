@@ -11,8 +11,8 @@ import openai
 import pytest
 
 from deployments.app import deployment_name
-from deployments.cpu_layout import machine_cpus, split, stack_cores
-from deployments.engine_reaper import descendants
+from launch.cpu_layout import machine_cpus, split, stack_cores
+from launch.engine_reaper import descendants
 from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL, processes
 
 

@@ -1,6 +1,6 @@
 """A chat replica killed outright while Ray runs (a crash, Ray's memory monitor) takes its
 vLLM engine processes with it, and Serve's replacement serves again. Read from /proc. (Ray ends a dead worker's process group;
-when Ray's own processes are killed too, deployments/engine_reaper.py does it:
+when Ray's own processes are killed too, launch/engine_reaper.py does it:
 tests/deployments/test_make_serve.py.)"""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from deployments.app import deployment_name
-from deployments.engine_reaper import descendants, running
+from launch.engine_reaper import descendants, running
 from tests.e2e.conftest import CHAT_MODEL, processes
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from app.store import hash_secret
+from control.store import hash_secret
 from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL, inference_cli, make_client
 
 STORY = [{"role": "user", "content": "Write a long story about a dragon and a knight."}]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from app import store as store_module
-from app.store import Store, hash_secret
+from control.store import Store, hash_secret
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 The ingress reaches it through :class:`ControlPlaneAPI`: in Serve, :class:`RemoteCalls` over
 the deployment's handle; in-process, :class:`AsyncStore` directly. The ingress caches key
-lookups and batches usage (app/auth.py, app/usage.py), so a request pays at most one round
+lookups and batches usage (app/auth.py, app/usage_meter.py), so a request pays at most one round
 trip here and usually none (DESIGN.md, "The shape").
 """
 
@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from ray import serve
 
-from app.quotas import Grant, QuotaBook
-from app.store import KeyRecord, Store
+from control.quota_book import Grant, QuotaBook
+from control.store import KeyRecord, Store
 
 
 class ControlPlaneAPI(Protocol):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments.serve_env import serve_env
+from launch.serve_env import serve_env
 
 
 def test_the_shipped_file_reads_and_sets_only_serve_settings() -> None:

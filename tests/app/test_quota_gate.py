@@ -9,10 +9,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.api import build_api
-from app.control_plane import AsyncStore
+from control.deployment import AsyncStore
 from app.errors import APIError
-from app.quotas import QuotaBook, QuotaGate
-from app.store import Store
+from app.quota_gate import QuotaGate
+from control.quota_book import QuotaBook
+from control.store import Store
 from tests.app.test_api import CHAT, EMBED, FakeModelsForTests
 
 
@@ -101,7 +102,7 @@ def test_cli_sets_quotas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                          capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from app.cli import main
+    from control.cli import main
 
     monkeypatch.setenv("INFERENCE_STATE_DIR", str(tmp_path))
     assert main(["projects", "create", "team", "--json"]) == 0

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from deployments import cpu_layout
-from deployments.cpu_layout import LogicalCPU, machine_cpus, split
+from launch.cpu_layout import LogicalCPU, machine_cpus, split
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def launch(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """``python -m deployments.cpu_layout ARGV``, as from a shell with no binding of its own."""
+    """``python -m launch.cpu_layout ARGV``, as from a shell with no binding of its own."""
     base = {k: v for k, v in os.environ.items() if k != cpu_layout.BIND_ENV}
-    return subprocess.run([sys.executable, "-m", "deployments.cpu_layout", *argv], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "launch.cpu_layout", *argv], cwd=ROOT,
                           env={**base, **env}, capture_output=True, text=True, check=False)
 
 

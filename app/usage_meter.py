@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
-from app.control_plane import ControlPlaneAPI
-from app.store import today
+from control.deployment import ControlPlaneAPI
+from control.store import today
+from messages import Usage
 
 logger = logging.getLogger("inference.usage")
 
@@ -29,13 +29,13 @@ class UsageMeter:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    def record(self, project_id: str, key_id: str, model: str, usage: dict[str, Any],
+    def record(self, project_id: str, key_id: str, model: str, usage: Usage,
                user: str | None = None) -> None:
         counts = self._buffer.setdefault((project_id, key_id, model, today(), user or None),
                                          [0, 0, 0])
         counts[0] += 1
-        counts[1] += int(usage.get("prompt_tokens") or 0)
-        counts[2] += int(usage.get("completion_tokens") or 0)
+        counts[1] += usage.prompt_tokens
+        counts[2] += usage.completion_tokens
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 

@@ -1,4 +1,4 @@
-"""deployments/engine_reaper.py: a killed replica's engine processes do not outlive it.
+"""launch/engine_reaper.py: a killed replica's engine processes do not outlive it.
 Real processes: a stand-in for the replica (a Python process that starts a child and the
 reaper), killed with SIGKILL as Ray's memory monitor or `ray stop --force` would."""
 
@@ -11,14 +11,14 @@ import sys
 import time
 from pathlib import Path
 
-from deployments import engine_reaper
-from deployments.engine_reaper import running
+from launch import engine_reaper
+from launch.engine_reaper import running
 
 ROOT = Path(__file__).resolve().parents[2]
 
 REPLICA = """
 import os, subprocess, sys, time
-from deployments import engine_reaper
+from launch import engine_reaper
 engine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
 reaper = engine_reaper.start(engine_reaper.descendants(os.getpid()))
 print(engine.pid, reaper.pid, flush=True)

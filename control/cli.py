@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from app.store import PERMISSION_SETS, Store, StoreError
+from control.store import PERMISSION_SETS, Store, StoreError
 
 
 def _day(text: str) -> str:

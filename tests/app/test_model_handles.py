@@ -11,7 +11,7 @@ import pytest
 from ray.exceptions import ActorDiedError
 
 from app import backend
-from app.backend import ServeModels
+from app.model_handles import ServeModels
 from app.errors import APIError
 
 OK = {"status": 200, "body": {"ok": True}}

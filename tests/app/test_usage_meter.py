@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from app.backend import Reply, StreamItem
-from app.store import Store
+from app.model_handles import Reply, StreamItem
+from control.store import Store
 from tests.app.test_api import CHAT, EMBED, FakeModelsForTests, chat_body
 
 CHAT_USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
@@ -87,7 +87,7 @@ def test_requests_without_a_user_are_reported_with_user_null(
 def test_cli_usage_shows_the_user(client: TestClient, metered: FakeModelsForTests,
                                   store: Store, monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from app.cli import main
+    from control.cli import main
 
     client.post("/v1/embeddings", json={"model": EMBED, "input": "hi", "user": "dave"})
     client.post("/v1/embeddings", json={"model": EMBED, "input": "hi"})
@@ -142,7 +142,7 @@ INSERT INTO usage VALUES ('p-default', 'key_old', 'm', '2026-01-01', 5, 50, 20);
 def test_a_store_made_before_users_were_metered_keeps_working(tmp_path: Path) -> None:
     import sqlite3
 
-    from app.store import hash_secret
+    from control.store import hash_secret
 
     secret = "sk-old-secret"
     db = sqlite3.connect(tmp_path / "control-plane.sqlite3")

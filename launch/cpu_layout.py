@@ -14,7 +14,7 @@ core back (:func:`use_all_cpus`). A user's own ``VLLM_CPU_OMP_THREADS_BIND`` (``
 included) is left alone, and so is everything on a machine whose chat models run on GPUs.
 ``INFERENCE_STACK_CORES`` sets how many physical cores the stack keeps (default 1).
 
-``python -m deployments.cpu_layout CONFIG -- COMMAND...`` applies the layout for the Serve
+``python -m launch.cpu_layout CONFIG -- COMMAND...`` applies the layout for the Serve
 config CONFIG, then runs COMMAND in its place (``make serve``, the benchmark).
 """
 
@@ -168,7 +168,7 @@ def use_all_cpus() -> set[int] | None:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[1] != "--":
-        print("usage: python -m deployments.cpu_layout SERVE_CONFIG -- COMMAND [ARGS...]",
+        print("usage: python -m launch.cpu_layout SERVE_CONFIG -- COMMAND [ARGS...]",
               file=sys.stderr)
         return 2
     try:

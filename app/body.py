@@ -1,0 +1,58 @@
+"""Reading a request body: JSON, size-limited whatever the headers say, valid text."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from app.errors import APIError, bad_request, from_validation_error
+
+
+async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The request body as a JSON object, read with a size limit whatever the headers say."""
+    content_type = request.headers.get("content-type", "application/json")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise APIError(415, f"Content-Type must be application/json, got '{content_type}'.")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise bad_request("The request body is empty; expected a JSON object.")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad_request(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(data, dict):
+        raise bad_request("The request body must be a JSON object.")
+    try:  # JSON may spell lone UTF-16 surrogates ("\\ud800"); no tokenizer takes them
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request("The request body contains a lone UTF-16 surrogate, which is "
+                          "not valid text.") from None
+    return data
+
+
+Schema = TypeVar("Schema", bound=BaseModel)
+
+
+def validated(schema: type[Schema], data: dict[str, Any]) -> Schema:
+    """``data`` as ``schema``, or the 400 that names the first field at fault."""
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc, data) from None
+
+
+def _too_large(max_bytes: int) -> APIError:
+    return APIError(413, f"The request body is larger than the limit of {max_bytes} bytes.")

@@ -1,0 +1,2 @@
+"""The ingress's ASGI middleware, one concern each. Their order is written once, in
+app/api.py."""

@@ -1,0 +1,193 @@
+"""What the ingress needs from the model deployments, and its Serve implementation.
+
+The ingress talks to models only through :class:`ModelBackend`, so the starlette app can be
+tested in-process with a double (tests/support) and run in Serve with :class:`ServeModels`.
+A model's refusal arrives as an :class:`APIError` and is raised here, so a route sees only
+successful replies and chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from app.coalescing import CallCoalescer
+from app.errors import model_not_found, no_replica_ready, overloaded, replica_failed
+from app.protocol import MAX_EMBEDDING_INPUTS
+from messages import (
+    APIError,
+    ChatRequestBody,
+    Chunk,
+    EmbeddingJob,
+    EmbeddingOutcome,
+    FinalUsage,
+    ModelCard,
+    ModelRoute,
+    ReplicaUnavailable,
+    Reply,
+    UnexpectedFailure,
+)
+
+
+class ModelBackend(Protocol):
+    async def cards(self) -> list[ModelCard]: ...
+
+    async def task_of(self, model: str) -> str:
+        """``chat`` or ``embedding``; raises the contract's 404 for an unknown model."""
+        ...
+
+    async def chat(self, model: str, body: dict[str, Any]) -> Reply: ...
+
+    def chat_stream(
+        self, model: str, body: dict[str, Any], include_usage: bool
+    ) -> AsyncIterator[Chunk | FinalUsage]: ...
+
+    async def embed(self, model: str, job: EmbeddingJob) -> Reply: ...
+
+
+# A request whose replica died before it produced anything (no output was delivered) is
+# sent again, to another replica, this many times at most, this long apart.
+REPLICA_FAILURE_RETRIES = 2
+REPLICA_FAILURE_RETRY_DELAY_S = 0.5
+
+
+@contextmanager
+def _admission(model: str) -> Iterator[None]:
+    """A full replica queue (Serve's ``max_queued_requests``) or no replica at all is a fast
+    503 with ``Retry-After``, never a hang and never a 500 (the SDKs retry those)."""
+    from ray.exceptions import RayActorError
+    from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+    try:
+        yield
+    except (BackPressureError, DeploymentUnavailableError) as exc:
+        raise overloaded(model) from exc
+    except RayActorError as exc:
+        # The replica's process or node died with the request on it; Serve is replacing it.
+        raise replica_failed(model) from exc
+
+
+def _raise_refusal(outcome: Any, model: str) -> None:
+    if isinstance(outcome, APIError):
+        raise outcome
+    if isinstance(outcome, ReplicaUnavailable):  # after every retry
+        raise replica_failed(model)
+
+
+class ServeModels:
+    """Model deployments reached through Serve handles, keyed by public model id."""
+
+    def __init__(self, routes: dict[str, ModelRoute]) -> None:
+        self._routes = routes
+        self._described: dict[str, ModelCard] = {}
+        self._lock = asyncio.Lock()
+        # Every embedding request reaches its replica through ``embed_many``. Without
+        # ``ingress_calls_in_flight`` each request is its own call, sent at once.
+        self._coalescers = {
+            model: self._coalescer(model, route)
+            for model, route in routes.items() if route.task == "embedding"
+        }
+
+    def _coalescer(self, model: str, route: ModelRoute) -> CallCoalescer:
+        async def send(jobs: list[EmbeddingJob]) -> list[EmbeddingOutcome]:
+            _, outcomes = await self._first(
+                model, lambda: route.handle.embed_many.remote(jobs), _resolved)
+            return list(outcomes)
+
+        max_queued = route.max_queued_requests
+        return CallCoalescer(
+            send, route.ingress_calls_in_flight or sys.maxsize,
+            max_waiting=sys.maxsize if max_queued < 0 else max_queued,
+            max_inputs_per_call=MAX_EMBEDDING_INPUTS, refuse=lambda: overloaded(model))
+
+    async def cards(self) -> list[ModelCard]:
+        # A model's card (context length, dimensions) comes from a replica that has loaded
+        # it, once; it does not change while the app runs. A model that may have no replica
+        # is not woken up for a listing: its card comes from the config.
+        async with self._lock:
+            ask = [m for m, route in self._routes.items()
+                   if m not in self._described and not route.scales_to_zero]
+            described = await asyncio.gather(
+                *(self._routes[m].handle.describe.remote() for m in ask))
+            self._described.update(zip(ask, described, strict=True))
+        cards = (self._described.get(m) or route.card for m, route in self._routes.items())
+        return [card for card in cards if card is not None]
+
+    async def task_of(self, model: str) -> str:
+        if model not in self._routes:
+            raise model_not_found(model)
+        return self._routes[model].task
+
+    async def _assigned(self, model: str, response: Any) -> None:
+        """Wait until a replica has taken ``response``'s request, at most the model's
+        ``wait_for_replica_s``; past that the request is withdrawn and the client gets a 503
+        with Retry-After. (Serve resolves a handle call in two steps, replica assignment then
+        result; the first is reached through the response's assignment future.)"""
+        wait = self._routes[model].wait_for_replica_s
+        if wait is None:
+            return
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(response._fetch_future_result_async()), wait
+            )
+        except TimeoutError:
+            response.cancel()
+            raise no_replica_ready(model, wait) from None
+
+    async def _first(self, model: str, call: Callable[[], Any],
+                     first_of: Callable[[Any], Awaitable[Any]]) -> tuple[Any, Any]:
+        """Start a call and await its first result (a whole reply, or a stream's first item).
+        If its replica died before that (nothing reached the client yet), the call is made
+        again, on another replica, up to ``REPLICA_FAILURE_RETRIES`` times."""
+        for attempt in range(REPLICA_FAILURE_RETRIES + 1):
+            last = attempt == REPLICA_FAILURE_RETRIES
+            response = call()
+            try:
+                with _admission(model):
+                    await self._assigned(model, response)
+                    first = await first_of(response)
+            except APIError as exc:
+                if exc.code != "replica_failed" or last:
+                    raise
+            else:
+                if not isinstance(first, ReplicaUnavailable) or last:
+                    return response, first
+            await asyncio.sleep(REPLICA_FAILURE_RETRY_DELAY_S)
+        raise AssertionError("unreachable")
+
+    async def chat(self, model: str, body: dict[str, Any]) -> Reply:
+        handle = self._routes[model].handle
+        _, outcome = await self._first(
+            model, lambda: handle.chat.remote(ChatRequestBody(body)), _resolved)
+        _raise_refusal(outcome, model)
+        assert isinstance(outcome, Reply)
+        return outcome
+
+    async def chat_stream(
+        self, model: str, body: dict[str, Any], include_usage: bool
+    ) -> AsyncIterator[Chunk | FinalUsage]:
+        handle = self._routes[model].handle.options(stream=True)
+        # A rejection (full queue, dead replica, the engine's refusal) surfaces with the
+        # first item.
+        items, first = await self._first(
+            model, lambda: handle.chat_stream.remote(ChatRequestBody(body), include_usage), anext)
+        _raise_refusal(first, model)
+        yield first
+        async for item in items:
+            yield item
+
+    async def embed(self, model: str, job: EmbeddingJob) -> Reply:
+        outcome = await self._coalescers[model].submit(job)
+        if isinstance(outcome, UnexpectedFailure):  # the replica logged why
+            raise RuntimeError(  # noqa: TRY004 - a failure on the replica, not a type error
+                f"the embedding replica failed on this request: {outcome.detail}")
+        _raise_refusal(outcome, model)
+        assert isinstance(outcome, Reply)
+        return outcome
+
+
+async def _resolved(response: Awaitable[Any]) -> Any:
+    return await response

@@ -1,0 +1,16 @@
+"""The API's routes, one module per API family. Every ``/v1`` route also answers under
+``/<project-id>/v1`` (docs/api.md, "Routes"); a new family is a module here and a line below.
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from app.routes import chat, embeddings, models, usage
+
+V1_ROUTES: list[BaseRoute] = [
+    *models.ROUTES,
+    *chat.ROUTES,
+    *embeddings.ROUTES,
+    *usage.ROUTES,
+]

@@ -1,0 +1,71 @@
+"""The one object every route handler works through: the models, the control plane, and
+the ingress's own caches over it (keys, quota allowances, the usage buffer)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+from starlette.requests import Request
+
+from app.accounting import Accounting
+from app.auth import Authenticator, Caller, Need
+from app.body import read_json, validated
+from app.errors import bad_request
+from app.model_handles import ModelBackend
+from app.protocol import ChatCompletionRequest, EmbeddingRequest
+from app.quota_gate import QuotaGate
+from app.usage_meter import UsageMeter
+from control.deployment import ControlPlaneAPI
+
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+DEFAULT_REQUEST_TIMEOUT_S = 600.0
+
+ModelRequest = TypeVar("ModelRequest", ChatCompletionRequest, EmbeddingRequest)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+
+
+class Services:
+    def __init__(self, models: ModelBackend, control_plane: ControlPlaneAPI, limits: Limits,
+                 usage_flush_seconds: float = 1.0) -> None:
+        self.models = models
+        self.control_plane = control_plane
+        self.limits = limits
+        self.auth = Authenticator(control_plane)
+        self.meter = UsageMeter(control_plane, interval=usage_flush_seconds)
+        self.quotas = QuotaGate(control_plane)
+
+    async def caller(self, request: Request, need: Need) -> Caller:
+        """Who calls, for which project (the contract's 401/403/404 otherwise)."""
+        who = await self.auth.caller(request.headers, request.path_params.get("project"), need)
+        request.state.project = who.project_id
+        return who
+
+    async def model_request(self, request: Request, schema: type[ModelRequest], task: str
+                            ) -> tuple[Caller, ModelRequest]:
+        """Who calls, and their validated request for a model of ``task``: in this order,
+        so a caller without a key learns nothing about the body or the models."""
+        who = await self.caller(request, "model")
+        req = validated(schema, await read_json(request, self.limits.max_body_bytes))
+        model: str = req.model
+        actual = await self.models.task_of(model)
+        if actual != task:
+            raise bad_request(
+                f"'{model}' is an {actual} model; it cannot be used with {request.url.path}.",
+                param="model", code="model_not_supported")
+        request.state.model = model
+        return who, req
+
+    def books(self, request: Request, who: Caller, model: str, user: str | None) -> Accounting:
+        return Accounting(request, who, model, user, meter=self.meter, quotas=self.quotas,
+                          timeout_s=self.limits.request_timeout_s)
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services

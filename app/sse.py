@@ -1,0 +1,63 @@
+"""The SSE relay: a model's stream to the client, metered once it ends, however it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+from app.errors import server_error, timed_out
+from messages import Chunk, FinalUsage, Usage
+
+logger = logging.getLogger("inference.api")
+
+
+def event(payload: dict[str, object]) -> str:
+    return f"data: {json.dumps(payload)}\n\n"
+
+
+DONE = "data: [DONE]\n\n"
+
+
+async def relay(
+    first: Chunk,
+    rest: AsyncIterator[Chunk | FinalUsage],
+    request_id: str,
+    done: Callable[[Usage | None], None],
+    deadline: float,
+    tick: Callable[[], None],
+) -> AsyncIterator[str]:
+    """The engine's SSE frames as it made them; ``done`` gets the stream's usage when it ends.
+
+    The usage is the last a chunk reported (for a stream the client cut off: the tokens
+    generated until the cut), or the final counts the replica sent apart when the client did
+    not ask to see them. A failure after the first byte becomes an error event followed by
+    ``[DONE]`` (docs/api.md, "Streaming and usage"), and so does the deadline passing.
+    """
+    usage = first.usage
+    try:
+        tick()
+        yield first.frame
+        while True:
+            try:
+                item = await asyncio.wait_for(anext(rest), deadline - time.monotonic())
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                yield event(timed_out().body())
+                yield DONE
+                break
+            if isinstance(item, FinalUsage):
+                usage = item.usage
+                continue
+            usage = item.usage or usage
+            tick()
+            yield item.frame
+    except Exception:
+        logger.exception("stream %s failed after it started", request_id)
+        yield event(server_error(request_id).body())
+        yield DONE
+    finally:
+        done(usage)
