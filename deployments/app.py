@@ -33,9 +33,9 @@ def build_app(args: dict[str, Any]) -> Application:
         # @serve.deployment turns the classes into Deployments; mypy sees the classes.
         deployment: Deployment = ChatDeployment if spec.task == "chat" else EmbeddingDeployment  # type: ignore[assignment]
         bound = deployment.options(
-            name=deployment_name(spec.id), **_with_router(spec.serve_options())
+            name=deployment_name(spec.id), **with_router(spec.serve_options())
         ).bind(spec.model_dump())
-        routes[spec.id] = _route(spec, bound, built)
+        routes[spec.id] = model_route(spec, bound, built)
     # Resolved here, where the service is started: replicas may run elsewhere. The control
     # plane owns the SQLite store, so it stays on the head node, whose disk holds the state
     # directory (on a laptop the only node is the head).
@@ -48,7 +48,7 @@ def build_app(args: dict[str, Any]) -> Application:
     )
 
 
-def _route(spec: ModelSpec, handle: Any, built: int) -> ModelRoute:
+def model_route(spec: ModelSpec, handle: Any, built: int) -> ModelRoute:
     """What the ingress knows of a model from the config."""
     autoscaling = spec.deployment.autoscaling
     return ModelRoute(
@@ -81,7 +81,8 @@ def _config_card(spec: ModelSpec, built: int) -> ModelCard | None:
 HEAD_NODE_RESOURCE = "node:__internal_head__"
 
 
-def _with_router(options: dict[str, Any]) -> dict[str, Any]:
+def with_router(options: dict[str, Any]) -> dict[str, Any]:
+    """Serve options with the config's request router as the object Serve takes."""
     router = options.pop("request_router_config", None)
     if router is not None:
         from ray.serve.config import RequestRouterConfig

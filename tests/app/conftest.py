@@ -8,14 +8,15 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.api import build_api
+from app.services import Limits
 from control.deployment import AsyncStore
 from control.store import Store
-from tests.app.test_api import FakeModelsForTests
+from tests.support.models_double import ModelsDoubleForTests
 
 
 @pytest.fixture
-def models() -> FakeModelsForTests:
-    return FakeModelsForTests()
+def models() -> ModelsDoubleForTests:
+    return ModelsDoubleForTests()
 
 
 @pytest.fixture
@@ -31,8 +32,8 @@ def key(store: Store) -> str:
 
 
 @pytest.fixture
-def client(models: FakeModelsForTests, store: Store, key: str) -> TestClient:
-    app = build_api(models, AsyncStore(store), max_body_bytes=65536)
+def client(models: ModelsDoubleForTests, store: Store, key: str) -> TestClient:
+    app = build_api(models, AsyncStore(store), limits=Limits(max_body_bytes=65536))
     return TestClient(app, raise_server_exceptions=False,
                       headers={"Authorization": f"Bearer {key}"})
 

@@ -10,61 +10,18 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.api import build_api
-from app.model_handles import Reply, StreamItem
+from app.services import Limits
 from control.deployment import AsyncStore
-from app.errors import model_not_found
-from app.protocol import ModelCard
 from control.store import Store
-
-CHAT = "org/chat-model:bf16"
-EMBED = "org/embed-model:fp32"
-
-
-class FakeModelsForTests:
-    """Stands in for the Serve handles; records what the ingress sent to each model."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.stream_fails_after: int | None = None
-        self.reply: Reply | None = None
-
-    async def cards(self) -> list[ModelCard]:
-        return [
-            ModelCard(id=CHAT, created=1, owned_by="o", task="chat", context_length=2048),
-            ModelCard(id=EMBED, created=1, owned_by="o", task="embedding", context_length=256,
-                      dimensions=8),
-        ]
-
-    async def task_of(self, model: str) -> str:
-        tasks = {CHAT: "chat", EMBED: "embedding"}
-        if model not in tasks:
-            raise model_not_found(model)
-        return tasks[model]
-
-    async def chat(self, model: str, body: dict[str, Any]) -> Reply:
-        self.sent.append(body)
-        return self.reply or {"status": 200, "body": {"object": "chat.completion", "model": model}}
-
-    async def chat_stream(
-        self, model: str, body: dict[str, Any], include_usage: bool
-    ) -> AsyncIterator[StreamItem]:
-        self.sent.append(body)
-        if self.reply is not None:
-            yield self.reply
-            return
-        for i in range(3):
-            if self.stream_fails_after == i:
-                raise RuntimeError("engine died")
-            yield f'data: {{"n": {i}}}\n\n'
-        yield "data: [DONE]\n\n"
-
-    async def embed(self, model: str, body: dict[str, Any]) -> Reply:
-        self.sent.append(body)
-        return {"status": 200, "body": {"object": "list", "data": [], "model": model}}
-
-
-def chat_body(**fields: Any) -> dict[str, Any]:
-    return {"model": CHAT, "messages": [{"role": "user", "content": "hi"}], **fields}
+from messages import APIError, Chunk, FinalUsage, Reply, Usage
+from tests.support.models_double import (
+    CHAT,
+    DONE,
+    EMBED,
+    ModelsDoubleForTests,
+    chat_body,
+    chunk,
+)
 
 
 def assert_error(resp: Any, status: int, type_: str, param: str | None = None) -> dict[str, Any]:
@@ -91,7 +48,7 @@ def test_models_list_and_ids_with_slash_and_colon(client: TestClient) -> None:
     assert err["code"] == "model_not_found"
 
 
-def test_chat_sends_contract_defaults(client: TestClient, models: FakeModelsForTests) -> None:
+def test_chat_sends_contract_defaults(client: TestClient, models: ModelsDoubleForTests) -> None:
     assert client.post("/v1/chat/completions", json=chat_body()).status_code == 200
     assert models.sent[-1]["temperature"] == 0.7
     assert models.sent[-1]["top_p"] == 1.0
@@ -146,7 +103,7 @@ def test_unknown_route_and_method_use_the_envelope(client: TestClient) -> None:
 
 
 def test_stream_is_sse_and_errors_mid_stream_become_an_event(
-    client: TestClient, models: FakeModelsForTests
+    client: TestClient, models: ModelsDoubleForTests
 ) -> None:
     resp = client.post("/v1/chat/completions", json=chat_body(stream=True))
     assert resp.headers["content-type"].startswith("text/event-stream")
@@ -160,11 +117,10 @@ def test_stream_is_sse_and_errors_mid_stream_become_an_event(
 
 
 def test_engine_refusal_before_the_stream_is_a_plain_error(
-    client: TestClient, models: FakeModelsForTests
+    client: TestClient, models: ModelsDoubleForTests
 ) -> None:
-    models.reply = {"status": 400, "body": {"error": {
-        "message": "too long", "type": "invalid_request_error", "param": "messages",
-        "code": "context_length_exceeded"}}}
+    models.refusal = APIError(400, "too long", param="messages",
+                              code="context_length_exceeded")
     resp = client.post("/v1/chat/completions", json=chat_body(stream=True))
     assert_error(resp, 400, "invalid_request_error", "messages")
 
@@ -176,7 +132,7 @@ def test_request_id_is_minted_or_echoed(client: TestClient) -> None:
 
 
 def test_a_bug_is_a_generic_500_with_the_request_id(
-    models: FakeModelsForTests, client: TestClient
+    models: ModelsDoubleForTests, client: TestClient
 ) -> None:
     async def broken(model: str, body: dict[str, Any]) -> Reply:
         raise RuntimeError("secret internals")
@@ -188,23 +144,23 @@ def test_a_bug_is_a_generic_500_with_the_request_id(
     assert resp.headers["x-request-id"] == "r1"
 
 
-def test_deadline_is_a_503_and_a_stream_error_event(models: FakeModelsForTests, store: Store,
+def test_deadline_is_a_503_and_a_stream_error_event(models: ModelsDoubleForTests, store: Store,
                                                      key: str) -> None:
     import asyncio
 
     async def slow_chat(model: str, body: dict[str, Any]) -> Reply:
         await asyncio.sleep(5)
-        return {"status": 200, "body": {}}
+        return Reply({}, Usage(0))
 
     async def slow_stream(model: str, body: dict[str, Any], include_usage: bool
-                          ) -> AsyncIterator[StreamItem]:
-        yield 'data: {"n": 0}\n\n'
+                          ) -> AsyncIterator[Chunk | FinalUsage]:
+        yield chunk({"n": 0})
         await asyncio.sleep(5)
-        yield "data: [DONE]\n\n"
+        yield DONE
 
     models.chat = slow_chat  # type: ignore[method-assign]
     models.chat_stream = slow_stream  # type: ignore[method-assign]
-    app = build_api(models, AsyncStore(store), request_timeout_s=0.3)
+    app = build_api(models, AsyncStore(store), limits=Limits(request_timeout_s=0.3))
     client = TestClient(app, raise_server_exceptions=False,
                         headers={"Authorization": f"Bearer {key}"})
     resp = client.post("/v1/chat/completions", json=chat_body())

@@ -10,13 +10,28 @@ from typing import Any
 import pytest
 from ray.exceptions import ActorDiedError
 
-from app import backend
+from app import model_handles
 from app.model_handles import ServeModels
-from app.errors import APIError
+from messages import (
+    APIError,
+    Chunk,
+    EmbeddingJob,
+    ModelCard,
+    ModelRoute,
+    ReplicaUnavailable,
+    Reply,
+    UnexpectedFailure,
+    Usage,
+)
 
-OK = {"status": 200, "body": {"ok": True}}
-DEAD_ENGINE = {"status": 503, "body": {"error": {"code": "replica_failed"}}}
-CARD = {"id": "m", "created": 1, "owned_by": "o", "task": "chat", "context_length": 64}
+OK = Reply({"ok": True}, Usage(1))
+DEAD_ENGINE = ReplicaUnavailable("m")
+CARD = ModelCard(id="m", created=1, owned_by="o", task="chat", context_length=64)
+A, B = Chunk("data: a\n\n", None), Chunk("data: b\n\n", None)
+
+
+def job(text: str) -> EmbeddingJob:
+    return EmbeddingJob(texts=[text], single=True)
 
 
 class Done:
@@ -75,14 +90,15 @@ class HandleDoubleForTests:
 
 
 def models(handle: HandleDoubleForTests, scales_to_zero: bool = False) -> ServeModels:
-    route = {"wait_for_replica_s": None, "scales_to_zero": scales_to_zero,
-             "card": {**CARD, "context_length": 32}}
-    return ServeModels({"m": ("chat", handle, route)})
+    route = ModelRoute(task="chat", handle=handle, wait_for_replica_s=None,
+                       scales_to_zero=scales_to_zero,
+                       card=CARD.model_copy(update={"context_length": 32}))
+    return ServeModels({"m": route})
 
 
 @pytest.fixture(autouse=True)
 def no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backend, "REPLICA_FAILURE_RETRY_DELAY_S", 0)
+    monkeypatch.setattr(model_handles, "REPLICA_FAILURE_RETRY_DELAY_S", 0)
 
 
 async def test_a_request_on_a_dead_replica_is_sent_again() -> None:
@@ -101,19 +117,21 @@ async def test_retries_end_with_a_clean_503() -> None:
     assert handle.chat.calls == 3
 
 
-async def test_a_replys_own_error_is_not_retried() -> None:
-    bad = {"status": 400, "body": {"error": {"code": None}}}
+async def test_a_replys_own_error_is_raised_not_retried() -> None:
+    bad = APIError(400, "too long", param="messages")
     handle = HandleDoubleForTests(chat=[bad, OK])
-    assert await models(handle).chat("m", {"messages": []}) == bad
+    with pytest.raises(APIError) as refused:
+        await models(handle).chat("m", {"messages": []})
+    assert refused.value.status == 400 and refused.value.param == "messages"
     assert handle.chat.calls == 1
 
 
 async def test_a_stream_is_restarted_only_before_its_first_item() -> None:
-    handle = HandleDoubleForTests(streams=[[ActorDiedError()], [DEAD_ENGINE], ["a", "b"]])
+    handle = HandleDoubleForTests(streams=[[ActorDiedError()], [DEAD_ENGINE], [A, B]])
     got = [i async for i in models(handle).chat_stream("m", {}, False)]
-    assert got == ["a", "b"] and handle.chat_stream.calls == 3
+    assert got == [A, B] and handle.chat_stream.calls == 3
 
-    broken = HandleDoubleForTests(streams=[["a", ActorDiedError()], ["never"]])
+    broken = HandleDoubleForTests(streams=[[A, ActorDiedError()], [B]])
     with pytest.raises(ActorDiedError):
         _ = [i async for i in models(broken).chat_stream("m", {}, False)]
     assert broken.chat_stream.calls == 1  # output had gone out: no second try
@@ -138,18 +156,18 @@ async def test_other_models_are_described_by_their_replica_once() -> None:
 
 
 def embedding_models(handle: HandleDoubleForTests, **route: Any) -> ServeModels:
-    route = {"wait_for_replica_s": None, "scales_to_zero": False, "card": None, **route}
-    return ServeModels({"e": ("embedding", handle, route)})
+    return ServeModels({"e": ModelRoute(task="embedding", handle=handle, wait_for_replica_s=None,
+                                        scales_to_zero=False, card=None, **route)})
 
 
 async def test_coalesced_embeddings_go_through_embed_many_and_fail_one_by_one() -> None:
     handle = HandleDoubleForTests()
     handle.embed_many = MethodDoubleForTests(
-        [[OK], [{"status": 500, "failed": "ValueError('boom')"}]])
+        [[OK], [UnexpectedFailure("ValueError('boom')")]])
     served = embedding_models(handle, ingress_calls_in_flight=1, max_queued_requests=-1)
-    assert await served.embed("e", {"input": "a"}) == OK
+    assert await served.embed("e", job("a")) == OK
     with pytest.raises(RuntimeError, match="boom"):
-        await served.embed("e", {"input": "b"})
+        await served.embed("e", job("b"))
     assert handle.embed_many.calls == 2
 
 
@@ -157,8 +175,8 @@ async def test_uncoalesced_embeddings_are_one_call_each_and_sent_again_on_a_dead
     handle = HandleDoubleForTests()
     handle.embed_many = MethodDoubleForTests([[OK], [OK], ActorDiedError(), [OK]])
     served = embedding_models(handle)  # the config leaves ingress_calls_in_flight unset
-    replies = await asyncio.gather(*(served.embed("e", {"input": t}) for t in "abc"))
+    replies = await asyncio.gather(*(served.embed("e", job(t)) for t in "abc"))
     assert replies == [OK, OK, OK]
     sent = [bodies for bodies, in handle.embed_many.sent]
-    assert sorted(b[0]["input"] for b in sent) == ["a", "b", "c", "c"]
+    assert sorted(b[0].texts[0] for b in sent) == ["a", "b", "c", "c"]
     assert all(len(bodies) == 1 for bodies in sent)

@@ -9,12 +9,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.api import build_api
-from control.deployment import AsyncStore
 from app.errors import APIError
 from app.quota_gate import QuotaGate
+from control.deployment import AsyncStore
 from control.quota_book import QuotaBook
 from control.store import Store
-from tests.app.test_api import CHAT, EMBED, FakeModelsForTests
+from tests.support.models_double import CHAT, EMBED, ModelsDoubleForTests
 
 
 def test_book_grants_until_the_minute_is_spent_then_starts_afresh() -> None:
@@ -59,7 +59,7 @@ def limited(tmp_path: Path) -> tuple[TestClient, Store, str]:
     store = Store(tmp_path)
     project = store.default_project_id()
     key = store.create_key(["GenerativeApisModelAccess"], [project])["secret_key"]
-    client = TestClient(build_api(FakeModelsForTests(), AsyncStore(store)),
+    client = TestClient(build_api(ModelsDoubleForTests(), AsyncStore(store)),
                         raise_server_exceptions=False,
                         headers={"Authorization": f"Bearer {key}"})
     return client, store, project
@@ -126,8 +126,8 @@ def test_no_prompt_estimate_without_a_tokens_limit(
         rpm: int) -> None:
     client, store, project = limited
     store.update_project(project, rpm=rpm)
-    monkeypatch.setattr("app.api.chat_reservation", _never)
-    monkeypatch.setattr("app.api.estimate_tokens", _never)
+    monkeypatch.setattr("app.routes.chat.chat_reservation", _never)
+    monkeypatch.setattr("app.routes.embeddings.estimate_tokens", _never)
     chat = {"model": CHAT, "messages": [{"role": "user", "content": "hi"}]}
     assert client.post("/v1/chat/completions", json=chat).status_code == 200
     assert client.post("/v1/chat/completions", json={**chat, "stream": True}).status_code == 200
@@ -136,7 +136,7 @@ def test_no_prompt_estimate_without_a_tokens_limit(
 
 def test_prompt_estimate_is_made_for_a_tokens_limit(
         limited: tuple[TestClient, Store, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from app import api
+    from app.routes import chat as chat_route
 
     client, store, project = limited
     store.update_project(project, tpm=1000)
@@ -146,7 +146,7 @@ def test_prompt_estimate_is_made_for_a_tokens_limit(
         calls.append(req)
         return 10
 
-    monkeypatch.setattr(api, "chat_reservation", counted)
+    monkeypatch.setattr(chat_route, "chat_reservation", counted)
     chat = {"model": CHAT, "messages": [{"role": "user", "content": "hi"}]}
     reply = client.post("/v1/chat/completions", json=chat)
     assert reply.status_code == 200 and len(calls) == 1

@@ -11,32 +11,32 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from app.model_handles import Reply, StreamItem
 from control.store import Store
-from tests.app.test_api import CHAT, EMBED, FakeModelsForTests, chat_body
+from messages import Chunk, EmbeddingJob, FinalUsage, Reply, Usage
+from tests.support.models_double import CHAT, DONE, EMBED, ModelsDoubleForTests, chat_body, chunk
 
 CHAT_USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 EMBED_USAGE = {"prompt_tokens": 4, "total_tokens": 4}
 
 
 @pytest.fixture
-def metered(models: FakeModelsForTests) -> FakeModelsForTests:
+def metered(models: ModelsDoubleForTests) -> ModelsDoubleForTests:
     """The test double, answering with ``usage`` as the real deployments do."""
     async def chat(model: str, body: dict[str, Any]) -> Reply:
         models.sent.append(body)
-        return {"status": 200, "body": {"object": "chat.completion", "usage": CHAT_USAGE}}
+        return Reply({"object": "chat.completion", "usage": CHAT_USAGE}, Usage.of(CHAT_USAGE))
 
     async def chat_stream(model: str, body: dict[str, Any], include_usage: bool
-                          ) -> AsyncIterator[StreamItem]:
+                          ) -> AsyncIterator[Chunk | FinalUsage]:
         models.sent.append(body)
         for done in (1, 3):
             usage = {**CHAT_USAGE, "completion_tokens": done, "total_tokens": 7 + done}
-            yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n"
-        yield "data: [DONE]\n\n"
+            yield chunk({"choices": [], "usage": usage})
+        yield DONE
 
-    async def embed(model: str, body: dict[str, Any]) -> Reply:
-        models.sent.append(body)
-        return {"status": 200, "body": {"object": "list", "data": [], "usage": EMBED_USAGE}}
+    async def embed(model: str, job: EmbeddingJob) -> Reply:
+        models.sent.append(job)
+        return Reply({"object": "list", "data": [], "usage": EMBED_USAGE}, Usage.of(EMBED_USAGE))
 
     models.chat = chat  # type: ignore[method-assign]
     models.chat_stream = chat_stream  # type: ignore[method-assign]
@@ -57,13 +57,13 @@ def by_model_and_user(rows: list[dict[str, Any]]) -> dict[tuple[str, str | None]
 
 
 def test_chat_and_embeddings_users_are_on_the_usage_report(
-        client: TestClient, metered: FakeModelsForTests) -> None:
+        client: TestClient, metered: ModelsDoubleForTests) -> None:
     assert client.post("/v1/chat/completions", json=chat_body(user="alice")).status_code == 200
     assert client.post("/v1/chat/completions",
                        json=chat_body(user="alice", stream=True)).status_code == 200
     assert client.post("/v1/embeddings",
                        json={"model": EMBED, "input": "hi", "user": "bob"}).status_code == 200
-    assert metered.sent[0]["user"] == "alice" and metered.sent[-1]["user"] == "bob"
+    assert metered.sent[0]["user"] == "alice"  # the engine sees it too (vLLM takes it)
     assert by_model_and_user(usage_rows(client)) == {
         (CHAT, "alice"): [2, 14, 6],  # the stream is metered at its last counts
         (EMBED, "bob"): [1, 4, 0],
@@ -71,7 +71,7 @@ def test_chat_and_embeddings_users_are_on_the_usage_report(
 
 
 def test_requests_without_a_user_are_reported_with_user_null(
-        client: TestClient, metered: FakeModelsForTests) -> None:
+        client: TestClient, metered: ModelsDoubleForTests) -> None:
     assert client.post("/v1/chat/completions", json=chat_body()).status_code == 200
     assert client.post("/v1/chat/completions", json=chat_body(user="carol")).status_code == 200
     assert client.post("/v1/embeddings", json={"model": EMBED, "input": "hi"}).status_code == 200
@@ -84,7 +84,7 @@ def test_requests_without_a_user_are_reported_with_user_null(
     }
 
 
-def test_cli_usage_shows_the_user(client: TestClient, metered: FakeModelsForTests,
+def test_cli_usage_shows_the_user(client: TestClient, metered: ModelsDoubleForTests,
                                   store: Store, monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     from control.cli import main

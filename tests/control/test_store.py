@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app import store as store_module
+from control import store as store_module
 from control.store import Store, hash_secret
 
 

@@ -76,11 +76,15 @@ def test_deployment_names_are_serve_safe_and_distinct() -> None:
 def test_grafana_dashboard_plots_every_exported_metric() -> None:
     import json
 
+    from ray.util.metrics import Metric
+
     from app import metrics
+    from deployments import metrics as replica_metrics
 
     dashboard = json.loads((ROOT / "config" / "grafana-dashboard.json").read_text())
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
-    names = [m._name for m in vars(metrics).values() if hasattr(m, "_name")]
+    names = [m.info["name"] for module in (metrics, replica_metrics)
+             for m in vars(module).values() if isinstance(m, Metric)]
     assert len(names) == 8
     for name in names:
         assert f"ray_{name}" in exprs, name

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app.model_handles import ChatRequestBody
-from deployments.app import build_app, deployment_name
+from deployments.app import model_route, with_router
 from deployments.config import PREFIX_CACHE_ROUTER, AppConfig, ModelSpec, app_args_from_serve_config
 from deployments.vllm_engine import engine_cli_args
+from messages import ChatRequestBody, ModelCard
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,21 +107,19 @@ def test_prefix_cache_routing_is_for_chat_models_only() -> None:
             "deployment": {"request_router": "prefix_cache_affinity"}}})
 
 
-def test_built_app_routes_chat_by_prefix_and_scales_the_ingress() -> None:
-    app = build_app({
+def test_chat_is_routed_by_prefix_and_the_ingress_scales() -> None:
+    config = AppConfig.model_validate({
         "ingress": {"deployment": {"autoscaling": {"min_replicas": 1, "max_replicas": 3}}},
         "models": [chat(request_router="prefix_cache_affinity", wait_for_replica_s=5)],
     })
-    ingress = app._bound_deployment  # the Ingress deployment and its bound arguments
-    assert ingress._deployment_config.autoscaling_config.max_replicas == 3
-    models = ingress.init_args[0]
-    task, bound, route = models["org/chat:bf16"]
-    assert task == "chat"
-    assert route["wait_for_replica_s"] == 5 and route["scales_to_zero"] is False
-    assert route["card"]["context_length"] == 2048
-    chat_deployment = bound._bound_deployment
-    assert chat_deployment.name == deployment_name("org/chat:bf16")
-    router = chat_deployment._deployment_config.request_router_config
+    ingress = config.ingress.deployment.serve_options()
+    assert ingress["autoscaling_config"]["max_replicas"] == 3
+    [spec] = config.models
+    route = model_route(spec, "handle", built=1)
+    assert route.task == "chat" and route.handle == "handle"
+    assert route.wait_for_replica_s == 5 and route.scales_to_zero is False
+    assert route.card is not None and route.card.context_length == 2048
+    router = with_router(spec.serve_options())["request_router_config"]
     assert router.request_router_class == PREFIX_CACHE_ROUTER
 
 
@@ -183,9 +181,7 @@ def test_an_embedding_model_that_scales_to_zero_states_its_card() -> None:
     with pytest.raises(ValidationError, match="embedding.dimensions and"):
         ModelSpec.model_validate(zero)
     zero["embedding"] = {"dimensions": 384, "max_seq_length": 256}
-    app = build_app({"models": [zero]})
-    _, _, route = app._bound_deployment.init_args[0]["org/embed:fp32"]
-    assert route["scales_to_zero"] is True
-    assert route["card"] == {"id": "org/embed:fp32", "created": route["card"]["created"],
-                             "owned_by": "organization", "task": "embedding",
-                             "context_length": 256, "dimensions": 384}
+    route = model_route(ModelSpec.model_validate(zero), "handle", built=7)
+    assert route.scales_to_zero is True
+    assert route.card == ModelCard(id="org/embed:fp32", created=7, owned_by="organization",
+                                   task="embedding", context_length=256, dimensions=384)

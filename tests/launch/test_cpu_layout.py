@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments import cpu_layout
+from launch import cpu_layout
 from launch.cpu_layout import LogicalCPU, machine_cpus, split
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,7 +130,7 @@ def test_launcher_usage_error() -> None:
 
 WIDENED = """
 import os
-from deployments import cpu_layout
+from launch import cpu_layout
 every = sorted(os.sched_getaffinity(0))
 os.sched_setaffinity(0, every[-1:])
 os.environ[cpu_layout.MODEL_CPUS_ENV] = ",".join(map(str, every))
