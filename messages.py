@@ -85,6 +85,11 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled once per streamed chunk: positional arguments cost half of a slotted
+        # dataclass's default state (docs/performance.md, "Typed messages across handles").
+        return (Usage, (self.prompt_tokens, self.completion_tokens))
+
     @classmethod
     def of(cls, reported: dict[str, Any]) -> Usage:
         """From the ``usage`` object of an OpenAI-shaped reply."""
@@ -109,6 +114,9 @@ class Chunk:
     usage: Usage | None
     # The frame is OpenAI's trailing usage chunk (``choices`` empty): usage and nothing else.
     usage_only: bool = False
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Chunk, (self.frame, self.usage, self.usage_only))  # see Usage.__reduce__
 
 
 @dataclass(frozen=True, slots=True)

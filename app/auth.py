@@ -1,4 +1,4 @@
-"""API keys, permission sets and projects (CONTRACT.md, "Authentication, permissions and
+"""API keys, permission sets and projects (docs/api.md, "Authentication, permissions and
 projects").
 
 A key's secret never leaves this module: it is hashed at once, the hash is what the cache and
@@ -15,7 +15,7 @@ from typing import Literal
 
 from app.errors import APIError
 from control.deployment import ControlPlaneAPI
-from control.store import KeyRecord, hash_secret
+from control.keys import KeyRecord, hash_secret
 
 Need = Literal["model", "usage"]
 

@@ -2,7 +2,7 @@
 
 Every call between Serve deployments costs milliseconds of CPU on both sides, and a replica
 that is handed one sentence at a time encodes batches of one, the costliest way to run the
-model (docs/performance.md). An ingress replica therefore keeps at most
+model (docs/performance.md, "Coalescing in the ingress"). An ingress replica therefore keeps at most
 ``calls_in_flight`` calls open per model: a request that finds one free goes at once (no
 wait at low load); the others wait here and leave together, in one call, as soon as a call
 returns. The replica's dynamic batching then sees them together.

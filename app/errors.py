@@ -90,7 +90,7 @@ def from_validation_error(exc: ValidationError, data: Any) -> APIError:
     """The first problem pydantic found in ``data``, as a 400 that names the field."""
     errors = exc.errors(include_url=False)
     located = [(e, _client_loc(tuple(e["loc"]), data, e["type"] == "missing")) for e in errors]
-    # An unknown field is named first (CONTRACT.md); otherwise the most precise location wins,
+    # An unknown field is named first (docs/api.md, "Errors"); otherwise the most precise location wins,
     # e.g. "input[0]" over "input" when no member of a union matched.
     unknown = [pair for pair in located if pair[0]["type"] == "extra_forbidden"]
     first, loc = unknown[0] if unknown else max(located, key=lambda pair: len(pair[1]))

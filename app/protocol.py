@@ -1,9 +1,9 @@
 """The wire protocol: every request and response model of the public API, in one place.
 
 Bounds live on the fields, so a bad value is refused before any engine work
-(DESIGN.md, example 1). Requests forbid unknown fields: CONTRACT.md says a field that is not
-supported is a 400 naming it, never silently dropped. Fields marked "extension" are beyond the
-seeds' API (CONTRACT.md lists them).
+(docs/architecture.md). Requests forbid unknown fields: docs/api.md says a field that is not
+supported is a 400 naming it, never silently dropped. Fields marked "extension" are beyond
+OpenAI's API (docs/api.md lists them).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app.errors import ParamError
 from messages import ModelCard
 
-# Documented limits (CONTRACT.md and OpenAI's own bounds).
+# Documented limits (docs/api.md, from OpenAI's own bounds).
 MAX_STOP_SEQUENCES = 4
 MAX_N = 16
 MAX_TOP_LOGPROBS = 20
@@ -139,7 +139,7 @@ ResponseFormat = Annotated[
 class StreamOptions(Strict):
     include_usage: bool = False
     # extension (vLLM's spelling), for vLLM clients: usage is in every chunk on this service
-    # (CONTRACT.md), so only true is meaningful.
+    # (docs/api.md, "Streaming and usage"), so only true is meaningful.
     continuous_usage_stats: Literal[True] | None = None
 
 
@@ -151,7 +151,7 @@ class ChatCompletionRequest(Strict):
     messages: list[Message] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    # CONTRACT.md defaults: temperature 0.7, top_p 1 when the caller omits them.
+    # docs/api.md defaults: temperature 0.7, top_p 1 when the caller omits them.
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     presence_penalty: float = Field(0.0, ge=-2, le=2)

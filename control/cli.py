@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from control.store import PERMISSION_SETS, Store, StoreError
+from control.keys import PERMISSION_SETS
+from control.store import Store, StoreError
 
 
 def _day(text: str) -> str:

@@ -3,7 +3,7 @@
 The ingress reaches it through :class:`ControlPlaneAPI`: in Serve, :class:`RemoteCalls` over
 the deployment's handle; in-process, :class:`AsyncStore` directly. The ingress caches key
 lookups and batches usage (app/auth.py, app/usage_meter.py), so a request pays at most one round
-trip here and usually none (DESIGN.md, "The shape").
+trip here and usually none (docs/architecture.md, "The shape").
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any, Protocol
 
 from ray import serve
 
+from control.keys import KeyRecord
 from control.quota_book import Grant, QuotaBook
-from control.store import KeyRecord, Store
+from control.store import Store
 
 
 class ControlPlaneAPI(Protocol):

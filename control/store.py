@@ -13,7 +13,6 @@ transaction, which in WAL mode reads a snapshot without waiting for writers.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
@@ -22,71 +21,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-PERMISSION_SETS = (
-    "GenerativeApisModelAccess",
-    "GenerativeApisFullAccess",
-    "AllProductsFullAccess",
-)
+from control import schema
+from control.keys import PERMISSION_SETS, SECRET_PREFIX, Grant, KeyRecord, hash_secret
+
 DEFAULT_PROJECT_NAME = "default"
-SECRET_PREFIX = "sk-"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS projects (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    is_default INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL,
-    rpm INTEGER NOT NULL DEFAULT 0,  -- requests per minute; 0 = unlimited
-    tpm INTEGER NOT NULL DEFAULT 0   -- tokens per minute; 0 = unlimited
-);
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    name TEXT,
-    secret_hash TEXT NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL,
-    revoked_at INTEGER
-);
-CREATE TABLE IF NOT EXISTS key_grants (
-    key_id TEXT NOT NULL REFERENCES api_keys(id),
-    permission_set TEXT NOT NULL,
-    project_id TEXT  -- NULL: the whole organisation
-);
-CREATE INDEX IF NOT EXISTS key_grants_by_key ON key_grants (key_id);
-"""
-# The ledger: one row per project, key, model, day and user ('' when requests named none).
-_USAGE_TABLE = """
-CREATE TABLE IF NOT EXISTS {name} (
-    project_id TEXT NOT NULL,
-    key_id TEXT NOT NULL,
-    model TEXT NOT NULL,
-    day TEXT NOT NULL,
-    requests INTEGER NOT NULL DEFAULT 0,
-    prompt_tokens INTEGER NOT NULL DEFAULT 0,
-    completion_tokens INTEGER NOT NULL DEFAULT 0,
-    user TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (project_id, key_id, model, day, user)
-)"""
-_SCHEMA += _USAGE_TABLE.format(name="usage") + ";\n"
-
-
-def _migrate_usage(db: sqlite3.Connection) -> None:
-    """Give a ledger made before ``user`` was metered a ``user`` column. The column is part
-    of the primary key (one key's requests for two users stay two rows), and SQLite cannot
-    change a primary key in place, so the table is rebuilt with its rows, which get no user.
-    Runs inside the caller's write transaction; a no-op once done."""
-    if "user" in {row[1] for row in db.execute("PRAGMA table_info(usage)")}:
-        return
-    columns = "project_id, key_id, model, day, requests, prompt_tokens, completion_tokens"
-    db.execute(_USAGE_TABLE.format(name="usage_with_user"))
-    db.execute(f"INSERT INTO usage_with_user ({columns}) SELECT {columns} FROM usage")
-    db.execute("DROP TABLE usage")
-    db.execute("ALTER TABLE usage_with_user RENAME TO usage")
 
 
 class StoreError(ValueError):
@@ -95,38 +38,6 @@ class StoreError(ValueError):
 
 def state_dir() -> Path:
     return Path(os.environ.get("INFERENCE_STATE_DIR", ".inference")).resolve()
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-@dataclass(frozen=True)
-class Grant:
-    permission_set: str
-    project_id: str | None  # None: the whole organisation
-
-
-@dataclass(frozen=True)
-class KeyRecord:
-    id: str
-    name: str | None
-    created_at: int
-    revoked: bool
-    grants: tuple[Grant, ...] = field(default_factory=tuple)
-
-    def public(self) -> dict[str, Any]:
-        sets = sorted({g.permission_set for g in self.grants})
-        projects = sorted({g.project_id for g in self.grants if g.project_id})
-        return {
-            "id": self.id,
-            "name": self.name,
-            "permission_sets": sets,
-            "projects": projects,
-            "organization": any(g.project_id is None for g in self.grants),
-            "created_at": self.created_at,
-            "revoked": self.revoked,
-        }
 
 
 def _day(ts: float | None = None) -> str:
@@ -138,19 +49,9 @@ class Store:
         self.directory = Path(directory) if directory is not None else state_dir()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / "control-plane.sqlite3"
-        schema = sqlite3.connect(self.path, timeout=30)
-        try:
-            schema.execute("PRAGMA journal_mode=WAL")
-            schema.executescript(_SCHEMA)  # commits by itself: kept out of _db's transaction
-            columns = {row[1] for row in schema.execute("PRAGMA table_info(projects)")}
-            for column in ("rpm", "tpm"):  # stores made before quotas existed
-                if column not in columns:
-                    schema.execute(
-                        f"ALTER TABLE projects ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
-        finally:
-            schema.close()
+        schema.prepare(self.path)  # outside _db's transaction: executescript commits
         with self._db() as db:
-            _migrate_usage(db)
+            schema.migrate_usage(db)
             if db.execute("SELECT 1 FROM projects WHERE is_default = 1").fetchone() is None:
                 db.execute(
                     "INSERT INTO projects (id, name, is_default, created_at) VALUES (?, ?, 1, ?)",

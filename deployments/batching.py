@@ -5,8 +5,9 @@ input at once.
 Serve's ``serve.batch`` waits for every batch to fill, so at low load each request pays the
 whole wait for nothing. Here a model that has been idle for longer than ``wait_s`` starts at
 once; one that has just finished a batch (under load) waits up to ``wait_s`` for more inputs
-before a batch that is not full: on this machine the inputs of the next call from an ingress
-are usually on their way, and one batch of them all encodes faster than two halves.
+before a batch that is not full: the inputs of the next call from an ingress are usually on
+their way, and one batch of them all encodes faster than two halves (docs/performance.md,
+"The embedding replica's batcher and threads").
 """
 
 from __future__ import annotations

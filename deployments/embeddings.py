@@ -56,8 +56,8 @@ def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str
 def encode_threads(configured: int | None, layout_cpus: set[int] | None) -> int | None:
     """torch's threads for encoding on CPU; None leaves Ray's choice. Ray starts a replica
     with OMP_NUM_THREADS = its num_cpus (1 for a fraction): under the CPU layout, which gives
-    the replica every core, torch would still encode on one (0.55-0.65 of the speed of two
-    on this 2-core machine, in-process)."""
+    the replica every core, torch would still encode on one (docs/performance.md, "The
+    embedding replica's batcher and threads")."""
     if configured is not None:
         return configured
     return len(layout_cpus) if layout_cpus else None

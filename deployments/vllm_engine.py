@@ -32,7 +32,7 @@ def engine_cli_args(model_path: str, served_name: str, settings: ChatEngine) -> 
         "--tensor-parallel-size", str(settings.tensor_parallel_size),
         "--max-num-seqs", str(settings.max_num_seqs),
         "--gpu-memory-utilization", str(settings.gpu_memory_utilization),
-        # CONTRACT.md's defaults (temperature 0.7, top_p 1) are ours, not the checkpoint's
+        # docs/api.md's defaults (temperature 0.7, top_p 1) are ours, not the checkpoint's
         # generation_config; the ingress always sends them explicitly.
         "--generation-config", "vllm",
         # Structured output for tool_choice required/named and json_schema: no free
@@ -186,13 +186,9 @@ def _chunk(frame: str) -> Chunk:
 
 def _forced_tool_call(body: dict[str, Any]) -> dict[str, Any]:
     """tool_choice ``required`` or a named function: exactly one call, decoded under the
-    schema ``[{"name": ..., "parameters": {...}}]`` with one item.
-
-    Measured on SmolLM2-135M at max_tokens 60, temperature 0.7 (60 tries each): vLLM's
-    required path with parallel calls open repeated calls until max_tokens cut the JSON
-    (1 in 40); its named path, which decodes the bare arguments object, ran away inside a
-    string 3 times in 60. One-item arrays named the tool first and closed 60 times in 60.
-    """
+    schema ``[{"name": ..., "parameters": {...}}]`` with one item: on a small model this
+    closes where vLLM's own required and named paths run away (docs/performance.md, "Tool
+    calls on a small model")."""
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
         name = choice["function"]["name"]

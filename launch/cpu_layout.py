@@ -5,7 +5,7 @@ the first NUMA node) and leaves the last core "reserved for other processes" (it
 Nothing keeps the other processes of the stack off the compute cores: Ray's daemons, Serve's
 proxy and controller, the ingress and the chat replica itself then preempt the pinned compute
 thread, and every preemption stalls a whole decode step (what that cost, and what the
-layout bought: README, "Metrics and benchmarks").
+layout bought: docs/performance.md, "CPU layout").
 
 So, before Ray starts, the launcher gives the engine the compute cores explicitly
 (``VLLM_CPU_OMP_THREADS_BIND``) and pins itself, and with it every process Ray and Serve

@@ -1,4 +1,4 @@
-"""The CPU layout holds in the running app (README, "Cores on a CPU-only machine"): vLLM's
+"""The CPU layout holds in the running app (docs/operations.md, "CPU layout"): vLLM's
 compute threads on the engine's cores, Serve's proxy and the ingress off them, the embedding
 replica on every core. Read from /proc, where an operator would look."""
 
@@ -13,7 +13,9 @@ import pytest
 from deployments.app import deployment_name
 from launch.cpu_layout import machine_cpus, split, stack_cores
 from launch.engine_reaper import descendants
-from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL, processes
+from tests.support.e2e import CHAT_MODEL, EMBED_MODEL, processes
+
+pytestmark = pytest.mark.slow  # the real Serve app on the built-in models
 
 
 def thread_cpus(pid: int) -> list[set[int]]:
@@ -27,7 +29,6 @@ def thread_cpus(pid: int) -> list[set[int]]:
     return masks
 
 
-@pytest.mark.slow
 def test_engine_cores_are_the_engines_own(client: openai.OpenAI) -> None:
     layout = split(machine_cpus(), stack_cores())
     if layout is None:

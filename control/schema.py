@@ -1,0 +1,73 @@
+"""The store's SQLite schema, and the migrations of stores made by earlier versions."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    is_default INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    rpm INTEGER NOT NULL DEFAULT 0,  -- requests per minute; 0 = unlimited
+    tpm INTEGER NOT NULL DEFAULT 0   -- tokens per minute; 0 = unlimited
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    secret_hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS key_grants (
+    key_id TEXT NOT NULL REFERENCES api_keys(id),
+    permission_set TEXT NOT NULL,
+    project_id TEXT  -- NULL: the whole organisation
+);
+CREATE INDEX IF NOT EXISTS key_grants_by_key ON key_grants (key_id);
+"""
+# The ledger: one row per project, key, model, day and user ('' when requests named none).
+_USAGE_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    project_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    day TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    user TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (project_id, key_id, model, day, user)
+)"""
+_SCHEMA += _USAGE_TABLE.format(name="usage") + ";\n"
+
+
+def migrate_usage(db: sqlite3.Connection) -> None:
+    """Give a ledger made before ``user`` was metered a ``user`` column. The column is part
+    of the primary key (one key's requests for two users stay two rows), and SQLite cannot
+    change a primary key in place, so the table is rebuilt with its rows, which get no user.
+    Runs inside the caller's write transaction; a no-op once done."""
+    if "user" in {row[1] for row in db.execute("PRAGMA table_info(usage)")}:
+        return
+    columns = "project_id, key_id, model, day, requests, prompt_tokens, completion_tokens"
+    db.execute(_USAGE_TABLE.format(name="usage_with_user"))
+    db.execute(f"INSERT INTO usage_with_user ({columns}) SELECT {columns} FROM usage")
+    db.execute("DROP TABLE usage")
+    db.execute("ALTER TABLE usage_with_user RENAME TO usage")
+
+
+def prepare(path: Path) -> None:
+    """Create the tables a new store needs and bring an older store's up to date."""
+    schema = sqlite3.connect(path, timeout=30)
+    try:
+        schema.execute("PRAGMA journal_mode=WAL")
+        schema.executescript(_SCHEMA)  # commits by itself: outside any other transaction
+        columns = {row[1] for row in schema.execute("PRAGMA table_info(projects)")}
+        for column in ("rpm", "tpm"):  # stores made before quotas existed
+            if column not in columns:
+                schema.execute(
+                    f"ALTER TABLE projects ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    finally:
+        schema.close()
