@@ -10,6 +10,10 @@ from starlette.requests import Request
 
 from app.errors import APIError, bad_request, from_validation_error
 
+# Deeper bodies are refused: no request of the API nests near this, and every layer behind the
+# reader (validation, the engine's schema compiler) would otherwise have to survive them.
+MAX_JSON_DEPTH = 64
+
 
 async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
     """The request body as a JSON object, read with a size limit whatever the headers say."""
@@ -29,18 +33,48 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
     raw = b"".join(chunks)
     if not raw.strip():
         raise bad_request("The request body is empty; expected a JSON object.")
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad_request(f"The request body is not valid JSON: {exc}.") from None
+    data = _parsed(raw)
     if not isinstance(data, dict):
         raise bad_request("The request body must be a JSON object.")
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise bad_request(f"The request body nests arrays and objects deeper than "
+                          f"{MAX_JSON_DEPTH} levels.")
     try:  # JSON may spell lone UTF-16 surrogates ("\\ud800"); no tokenizer takes them
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise bad_request("The request body contains a lone UTF-16 surrogate, which is "
                           "not valid text.") from None
     return data
+
+
+def _parsed(raw: bytes) -> Any:
+    """Whatever the parser cannot take is the client's 400, never a 500: besides malformed
+    JSON, a nesting deeper than the parser's recursion allows and an integer longer than
+    Python converts (both raised by the parser itself, not as JSON errors)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise bad_request(f"The request body nests arrays and objects deeper than "
+                          f"{MAX_JSON_DEPTH} levels.") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, over-long integers
+        reason = str(exc).split(";")[0].rstrip(".")
+        raise bad_request(f"The request body is not valid JSON: {reason}.") from None
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in ``value`` (a scalar is 0), without recursion."""
+    deepest, level = 0, [(value, 1)]
+    while level:
+        node, depth = level.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(
+            node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        level.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 Schema = TypeVar("Schema", bound=BaseModel)

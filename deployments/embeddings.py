@@ -140,19 +140,18 @@ class EmbeddingDeployment:
         return str(self.tokenizer.decode(ids[: max(1, limit - special)]))
 
     async def embed_many(self, jobs: list[EmbeddingJob]) -> list[EmbeddingOutcome]:
-        """Several requests in one call (the ingress coalesces them): one outcome each. A
-        request that fails unexpectedly fails alone, as :class:`UnexpectedFailure`; the
-        traceback goes to this replica's log."""
-        outcomes = await asyncio.gather(*(self.embed(job) for job in jobs),
-                                        return_exceptions=True)
-        out: list[EmbeddingOutcome] = []
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                logger.error("embedding request failed", exc_info=outcome)
-                out.append(UnexpectedFailure(repr(outcome)))
-            else:
-                out.append(outcome)
-        return out
+        """Several requests in one call (the ingress coalesces them): one outcome each."""
+        return list(await asyncio.gather(*(self._outcome(job) for job in jobs)))
+
+    async def _outcome(self, job: EmbeddingJob) -> EmbeddingOutcome:
+        """A request that fails unexpectedly fails alone, as :class:`UnexpectedFailure`; the
+        traceback goes to this replica's log. (A refusal is an APIError returned, not
+        raised: it is the client's answer.)"""
+        try:
+            return await self.embed(job)
+        except Exception as exc:
+            logger.exception("embedding request failed")
+            return UnexpectedFailure(repr(exc))
 
     async def embed(self, job: EmbeddingJob) -> Reply | APIError:
         texts = job.texts
