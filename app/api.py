@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, Router
 
 from app.errors import APIError, error_response
 from app.middleware.request_id import RequestId
@@ -29,7 +29,7 @@ from app.middleware.request_metrics import RequestMetrics
 from app.middleware.server_errors import ServerErrors
 from app.model_handles import ModelBackend
 from app.routes import V1_ROUTES
-from app.services import Limits, Services
+from app.services import Limits, Services, services_of
 from control.deployment import ControlPlaneAPI
 
 
@@ -53,11 +53,18 @@ async def on_api_error(request: Request, exc: Exception) -> Response:
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
+    """A path that is no route, or a method the route does not take: answered only to a
+    caller with a valid key, so that the route table is not probed without one."""
     assert isinstance(exc, HTTPException)
+    try:
+        await services_of(request).auth.key(request.headers)
+    except APIError as denied:
+        return error_response(denied)
     if exc.status_code == 404:
         err = APIError(404, f"Unknown route: {request.method} {request.url.path}.")
     elif exc.status_code == 405:
-        err = APIError(405, f"Method {request.method} is not allowed on {request.url.path}.")
+        err = APIError(405, f"Method {request.method} is not allowed on {request.url.path}.",
+                       headers=dict(exc.headers or {}))  # Allow: the methods it takes
     else:
         err = APIError(exc.status_code, str(exc.detail))
     return error_response(err)
@@ -86,7 +93,7 @@ def build_api(
     routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
         *V1_ROUTES,
-        Mount("/{project:project}", routes=V1_ROUTES),
+        Mount("/{project:project}", app=Router(V1_ROUTES, redirect_slashes=False)),
     ]
     app = Starlette(
         routes=routes,
@@ -98,5 +105,7 @@ def build_api(
         exception_handlers={APIError: on_api_error, HTTPException: on_http_error},
         lifespan=lifespan,
     )
+    # A trailing slash is an unknown route, not a redirect to the host the client named.
+    app.router.redirect_slashes = False
     app.state.services = services
     return app

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
+
+from starlette.datastructures import Headers
 
 from app.errors import APIError
 from control.deployment import ControlPlaneAPI
@@ -52,12 +53,15 @@ def may(key: KeyRecord, project_id: str, need: Need) -> bool:
     )
 
 
-def _bearer_secret(headers: Mapping[str, str]) -> str:
-    value = headers.get("authorization")
-    if value is None:
+def _bearer_secret(headers: Headers) -> str:
+    values = headers.getlist("authorization")
+    if not values:
         raise unauthenticated(
             "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
         )
+    if len(values) > 1:  # which one was meant is not ours to guess
+        raise unauthenticated("More than one Authorization header; send exactly one.")
+    [value] = values
     scheme, _, secret = value.strip().partition(" ")
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret or " " in secret:
@@ -73,11 +77,17 @@ class Authenticator:
         self._projects: dict[str, tuple[float, bool]] = {}
         self._default_project: str | None = None
 
-    async def caller(self, headers: Mapping[str, str], project: str | None, need: Need) -> Caller:
-        """Who is calling, for which project; raises the contract's 401/403/404."""
+    async def key(self, headers: Headers) -> KeyRecord:
+        """The caller's key; raises the contract's 401 for a missing, malformed or unknown
+        one."""
         key = await self._key(hash_secret(_bearer_secret(headers)))
         if key is None:
             raise unauthenticated("Incorrect API key provided.")
+        return key
+
+    async def caller(self, headers: Headers, project: str | None, need: Need) -> Caller:
+        """Who is calling, for which project; raises the contract's 401/403/404."""
+        key = await self.key(headers)
         project_id = await self._project_id(key, project)
         if not may(key, project_id, need):
             what = "this project's usage" if need == "usage" else "models in this project"

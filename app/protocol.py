@@ -8,6 +8,7 @@ OpenAI's API (docs/api.md lists them).
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -23,9 +24,29 @@ MAX_EMBEDDING_INPUTS = 2048
 TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
+MAX_USER_CHARS = 256
+
+
 class Strict(BaseModel):
     # strict: "yes" is not a boolean and "64" is not a number; JSON types are taken as sent.
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        """``null`` for an optional field means "absent": its default applies (the SDKs send
+        null whenever a caller passes None). A required field stays required, and an
+        unknown field is still refused, null or not."""
+        if not isinstance(data, dict) or None not in data.values():
+            return data
+        optional = _optional_fields(cls)
+        return {k: v for k, v in data.items() if v is not None or k not in optional}
+
+
+@functools.cache
+def _optional_fields(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(name for field_name, field in model.model_fields.items()
+                     if not field.is_required() for name in (field_name, field.alias) if name)
 
 
 # --- chat messages -------------------------------------------------------------------------
@@ -167,7 +188,11 @@ class ChatCompletionRequest(Strict):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     n: int = Field(1, ge=1, le=MAX_N)  # extension
     logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None  # extension
-    user: str | None = None  # extension: kept on the usage record
+    user: str | None = Field(None, max_length=MAX_USER_CHARS)  # extension: on the usage record
+    # extension: false keeps the reply to at most one tool call (true, the default, any number)
+    parallel_tool_calls: bool = True
+    # false only: this service keeps no chat completions
+    store: bool = False
     # extension (vLLM's spelling): generate exactly max_tokens, ignoring end of sequence;
     # benchmark clients (vLLM's among them) send it to fix output lengths.
     ignore_eos: bool = False
@@ -198,6 +223,9 @@ class ChatCompletionRequest(Strict):
                 )
         if self.tool_choice in ("auto", "required") and not self.tools:
             raise ParamError("tool_choice", f"'tool_choice' {self.tool_choice!r} requires 'tools'")
+        if self.store:
+            raise ParamError("store", "'store' must be false: this service keeps no chat "
+                             "completions")
         if self.max_tokens is not None and self.max_completion_tokens is not None and (
                 self.max_tokens != self.max_completion_tokens):
             raise ParamError("max_completion_tokens",
@@ -209,6 +237,15 @@ class ChatCompletionRequest(Strict):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
+def _token_ids(value: Any) -> bool:
+    """A list of integers, or a list of such lists: OpenAI's token-id input."""
+    def ints(items: Any) -> bool:
+        return isinstance(items, list) and bool(items) and all(
+            isinstance(i, int) and not isinstance(i, bool) for i in items)
+    return ints(value) or (isinstance(value, list) and bool(value)
+                           and all(ints(item) for item in value))
+
+
 def _as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
 
@@ -218,10 +255,20 @@ class EmbeddingRequest(Strict):
     input: str | Annotated[list[str], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
     encoding_format: Literal["float", "base64"] = "float"  # extension
     dimensions: int | None = Field(None, ge=1)  # extension
-    user: str | None = None
+    user: str | None = Field(None, max_length=MAX_USER_CHARS)
     # extension (vLLM's spelling): the client asks for truncation explicitly; -1 = to the
     # model's maximum sequence length, N = to at most N tokens. Absent: too long is a 400.
     truncate_prompt_tokens: int | None = Field(None, ge=-1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_token_ids(cls, data: Any) -> Any:
+        if isinstance(data, dict) and _token_ids(data.get("input")):
+            raise ParamError(
+                "input", "'input' holds token ids; this service takes text only: token ids "
+                "are another tokenizer's and mean nothing to this model. Send the strings "
+                "themselves (LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)")
+        return data
 
     @model_validator(mode="after")
     def _no_empty_strings(self) -> EmbeddingRequest:

@@ -28,7 +28,7 @@ def chat_reservation(req: ChatCompletionRequest) -> int:
 
 def engine_body(req: ChatCompletionRequest) -> dict[str, Any]:
     """The validated request as the chat deployment takes it (defaults made explicit)."""
-    return req.model_dump(exclude_none=True, by_alias=True, exclude={"stream_options"})
+    return req.model_dump(exclude_none=True, by_alias=True, exclude={"stream_options", "store"})
 
 
 async def chat_completions(request: Request) -> Response:

@@ -149,13 +149,13 @@ def test_deadline_is_a_503_and_a_stream_error_event(models: ModelsDoubleForTests
     import asyncio
 
     async def slow_chat(model: str, body: dict[str, Any]) -> Reply:
-        await asyncio.sleep(5)
+        await asyncio.Event().wait()  # never set: the model outlasts any deadline
         return Reply({}, Usage(0))
 
     async def slow_stream(model: str, body: dict[str, Any], include_usage: bool
                           ) -> AsyncIterator[Chunk | FinalUsage]:
         yield chunk({"n": 0})
-        await asyncio.sleep(5)
+        await asyncio.Event().wait()
         yield DONE
 
     models.chat = slow_chat  # type: ignore[method-assign]
@@ -170,3 +170,33 @@ def test_deadline_is_a_503_and_a_stream_error_event(models: ModelsDoubleForTests
                                      json=chat_body(stream=True)).text.split("\n\n") if e]
     assert json.loads(events[1].removeprefix("data: "))["error"]["code"] == "request_timeout"
     assert events[-1] == "data: [DONE]"
+
+
+def test_unknown_paths_and_methods_are_answered_only_after_the_key_check(
+        client: TestClient) -> None:
+    anonymous = {"Authorization": ""}
+    for method, path in (("GET", "/v1/nothing"), ("GET", "/v1/chat/completions"),
+                         ("POST", "/nothing/at/all")):
+        denied = client.request(method, path, headers=anonymous)
+        assert_error(denied, 401, "authentication_error")
+    assert_error(client.get("/v1/nothing"), 404, "not_found_error")
+
+
+def test_a_405_says_which_methods_the_route_takes(client: TestClient) -> None:
+    resp = client.get("/v1/chat/completions")
+    assert_error(resp, 405, "invalid_request_error")
+    assert resp.headers["allow"] == "POST"
+
+
+def test_a_trailing_slash_is_no_redirect(client: TestClient) -> None:
+    for path in ("/v1/models/", "/v1/chat/completions/"):
+        resp = client.post(path, json=chat_body(), follow_redirects=False,
+                           headers={"host": "attacker.example"})
+        assert resp.status_code in (404, 405), resp.headers
+        assert "location" not in resp.headers
+
+
+def test_two_authorization_headers_are_a_401(client: TestClient, key: str) -> None:
+    resp = client.get("/v1/models", headers=[("authorization", f"Bearer {key}"),
+                                             ("authorization", "Bearer sk-other")])
+    assert_error(resp, 401, "authentication_error")

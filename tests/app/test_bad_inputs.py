@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tests.app.test_api import CHAT, EMBED
+from tests.support.models_double import CHAT, EMBED
 
 MSGS = [{"role": "user", "content": "hi"}]
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
@@ -99,7 +99,8 @@ EMBED_CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("input-empty-list", embed(input=[]), "input"),
     ("input-empty-item", embed(input=["a", ""]), "input"),
     ("input-too-many", embed(input=["a"] * 2049), "input"),
-    ("input-tokens", embed(input=[1, 2, 3]), "input[0]"),
+    ("input-tokens", embed(input=[1, 2, 3]), "input"),
+    ("input-token-lists", embed(input=[[1, 2], [3]]), "input"),
     ("input-mixed", embed(input=["a", 2]), "input[1]"),
     ("input-object", embed(input={"text": "a"}), "input"),
     ("encoding-unknown", embed(encoding_format="int8"), "encoding_format"),
@@ -138,6 +139,27 @@ def test_lone_surrogate_and_control_characters(client: TestClient) -> None:
     assert resp.status_code == 400
     controls = chat(messages=[{"role": "user", "content": "a\u0000b\u0007c\u001b"}])
     assert client.post("/v1/chat/completions", json=controls).status_code == 200
+
+
+@pytest.mark.parametrize(("name", "raw"), [
+    ("nested-past-the-parser", b"[" * 30_000 + b"]" * 30_000),
+    ("nested-past-the-limit", b'{"model": ' + b"[" * 65 + b"]" * 65 + b"}"),
+    ("integer-past-conversion", b'{"model": "m", "messages": [], "seed": 1' + b"0" * 5000 + b"}"),
+])
+def test_what_the_parser_cannot_take_is_a_400(client: TestClient, name: str, raw: bytes
+                                              ) -> None:
+    resp = client.post("/v1/chat/completions", content=raw,
+                       headers={"content-type": "application/json"})
+    assert resp.status_code == 400, (name, resp.text)
+    assert resp.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_nesting_within_the_limit_is_read(client: TestClient) -> None:
+    schema: dict[str, Any] = {"type": "object"}
+    for _ in range(20):
+        schema = {"type": "object", "properties": {"x": schema}}
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    assert client.post("/v1/chat/completions", json=chat(tools=[tool])).status_code == 200
 
 
 def random_value(rng: random.Random, depth: int = 0) -> Any:

@@ -92,7 +92,8 @@ def test_inconsistent_chat_requests_name_the_field(fields: dict[str, Any]) -> No
         ({"model": "m", "input": ["x"] * 2049}, "input"),
         ({"model": "m", "input": "x", "encoding_format": "int8"}, "encoding_format"),
         ({"model": "m", "input": "x", "dimensions": 0}, "dimensions"),
-        ({"model": "m", "input": [1, 2, 3]}, "input[0]"),
+        ({"model": "m", "input": [1, 2, 3]}, "input"),
+        ({"model": "m", "input": [1, "x"]}, "input[0]"),
         ({"model": "m", "input": "x", "extra": True}, "extra"),
     ],
 )
@@ -102,3 +103,53 @@ def test_bad_embedding_fields_name_their_param(data: dict[str, Any], param: str)
 
 def test_empty_embedding_string_names_input() -> None:
     assert refused_param(EmbeddingRequest, {"model": "m", "input": ["ok", ""]}) == "input"
+
+
+OPTIONAL_CHAT_FIELDS = ["temperature", "top_p", "n", "stream", "logprobs", "presence_penalty",
+                        "frequency_penalty", "max_tokens", "max_completion_tokens", "stop",
+                        "seed", "tools", "tool_choice", "response_format", "stream_options",
+                        "top_logprobs", "logit_bias", "user", "parallel_tool_calls", "store",
+                        "ignore_eos"]
+
+
+@pytest.mark.parametrize("field", OPTIONAL_CHAT_FIELDS)
+def test_null_for_an_optional_chat_field_is_its_default(field: str) -> None:
+    """The SDKs send null whenever a caller passes None."""
+    assert ChatCompletionRequest.model_validate(chat(**{field: None})) == (
+        ChatCompletionRequest.model_validate(chat()))
+
+
+def test_null_is_absent_in_nested_objects_and_for_embeddings_too() -> None:
+    named = chat(messages=[{"role": "user", "content": "hi", "name": None}])
+    assert ChatCompletionRequest.model_validate(named).messages[0].name is None
+    req = EmbeddingRequest.model_validate({"model": "m", "input": "x", "encoding_format": None,
+                                           "dimensions": None, "user": None})
+    assert req.encoding_format == "float" and req.dimensions is None
+
+
+def test_null_does_not_stand_for_a_required_field_nor_hide_an_unknown_one() -> None:
+    assert refused_param(ChatCompletionRequest, chat(model=None)) == "model"
+    assert refused_param(ChatCompletionRequest, chat(surprise=None)) == "surprise"
+
+
+def test_parallel_tool_calls_and_store_false_are_taken_store_true_is_refused() -> None:
+    req = ChatCompletionRequest.model_validate(chat(parallel_tool_calls=False, store=False))
+    assert req.parallel_tool_calls is False and req.store is False
+    assert refused_param(ChatCompletionRequest, chat(store=True)) == "store"
+
+
+@pytest.mark.parametrize("model", [ChatCompletionRequest, EmbeddingRequest])
+def test_user_is_at_most_256_characters(
+        model: type[ChatCompletionRequest | EmbeddingRequest]) -> None:
+    base = chat() if model is ChatCompletionRequest else {"model": "m", "input": "x"}
+    assert model.model_validate({**base, "user": "u" * 256}).user == "u" * 256
+    assert refused_param(model, {**base, "user": "u" * 257}) == "user"
+
+
+def test_token_id_input_says_why_and_what_to_send() -> None:
+    data = {"model": "m", "input": [[101, 2023], [101]]}
+    with pytest.raises(ValidationError) as info:
+        EmbeddingRequest.model_validate(data)
+    err = from_validation_error(info.value, data)
+    assert err.param == "input"
+    assert "token ids" in err.message and "text" in err.message

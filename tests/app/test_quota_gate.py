@@ -1,4 +1,5 @@
-"""Per-project quotas: the control plane's book, the ingress gate, and the API's answers."""
+"""Per-project quotas: the ingress gate and the API's answers (the control plane's book:
+tests/control/test_quota_book.py)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,8 @@ from app.api import build_api
 from app.errors import APIError
 from app.quota_gate import QuotaGate
 from control.deployment import AsyncStore
-from control.quota_book import QuotaBook
 from control.store import Store
 from tests.support.models_double import CHAT, EMBED, ModelsDoubleForTests
-
-
-def test_book_grants_until_the_minute_is_spent_then_starts_afresh() -> None:
-    book = QuotaBook()
-    t = 600.0  # the start of a minute
-    assert book.grant("p", 3, 0, (1, 0), (2, 0), now=t).requests == 2
-    assert book.grant("p", 3, 0, (1, 0), (2, 0), now=t + 1).requests == 1
-    assert book.grant("p", 3, 0, (1, 0), (2, 0), now=t + 2).refused == "requests"
-    assert book.grant("p", 3, 0, (1, 0), (1, 0), now=t + 60).requests == 1
-    assert book.grant("q", 0, 50, (0, 60), (0, 5), now=t).refused == "tokens"
 
 
 async def test_gates_on_several_replicas_share_one_limit(tmp_path: Path) -> None:

@@ -142,7 +142,7 @@ INSERT INTO usage VALUES ('p-default', 'key_old', 'm', '2026-01-01', 5, 50, 20);
 def test_a_store_made_before_users_were_metered_keeps_working(tmp_path: Path) -> None:
     import sqlite3
 
-    from control.store import hash_secret
+    from control.keys import hash_secret
 
     secret = "sk-old-secret"
     db = sqlite3.connect(tmp_path / "control-plane.sqlite3")

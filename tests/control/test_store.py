@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from control import store as store_module
-from control.store import Store, hash_secret
+from control.keys import hash_secret
+from control.store import Store
 
 
 @pytest.fixture

@@ -56,6 +56,7 @@ def test_inputs_arriving_during_a_batch_go_together_in_the_next() -> None:
     async def scenario() -> None:
         model, batcher, first = await busy_with(1)
         later = [asyncio.create_task(batcher.submit(i)) for i in (2, 3, 4)]
+        # Proving no batch starts while the model is busy: an interval, not a wait.
         await asyncio.sleep(0.05)
         assert model.batches == [[1]]  # the model is busy: they wait, together
         model.hold.set()
@@ -81,6 +82,7 @@ def test_a_model_that_has_just_run_a_batch_waits_for_the_next_to_fill() -> None:
         batcher = ContinuousBatcher(model.run, max_batch_size=32, wait_s=1.0)
         assert await batcher.submit(1) == 2  # idle: at once
         second = asyncio.create_task(batcher.submit(2))  # busy a moment ago: it waits
+        # The scenario's timing: the third input arrives later, within the 1 s wait.
         await asyncio.sleep(0.1)
         third = asyncio.create_task(batcher.submit(3))
         assert (await second, await third) == (4, 6)

@@ -24,7 +24,10 @@ import pytest
 from bench.run import free_port, laptop_config_on, sigint_as_in_a_terminal
 from deployments.app import deployment_name
 from launch.engine_reaper import descendants, running
-from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL, command_name
+from tests.support.e2e import CHAT_MODEL, EMBED_MODEL, command_name
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # `make serve` itself: its own Ray and the built-in models
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,15 +48,6 @@ def session(sid: int) -> list[int]:
 def listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_for(check: object, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(1)
-    return True
 
 
 @dataclass
@@ -114,7 +108,6 @@ def make_serve(tmp_path: Path) -> Iterator[Served]:
             process.wait()
 
 
-@pytest.mark.slow
 def test_make_serve_prints_where_it_listens_and_a_key_that_works(tmp_path: Path) -> None:
     with make_serve(tmp_path) as served:
         client = served.client()
@@ -133,12 +126,11 @@ def test_make_serve_prints_where_it_listens_and_a_key_that_works(tmp_path: Path)
 
 def stopped_everything(served: Served, how: str) -> None:
     served.process.wait(timeout=120)
-    assert wait_for(lambda: not listening(served.port), 60), f"listening after {how}"
-    assert wait_for(lambda: not session(served.process.pid), 60), \
+    assert wait_until(lambda: not listening(served.port), 60, interval=1), f"listening after {how}"
+    assert wait_until(lambda: not session(served.process.pid), 60, interval=1), \
         f"processes left after {how}: {[command_name(p) for p in session(served.process.pid)]}"
 
 
-@pytest.mark.slow
 def test_sigterm_to_its_process_group_stops_everything(tmp_path: Path) -> None:
     """How a script that started `make serve &` stops it (SIGINT is ignored there)."""
     with make_serve(tmp_path) as served:
@@ -146,7 +138,6 @@ def test_sigterm_to_its_process_group_stops_everything(tmp_path: Path) -> None:
         stopped_everything(served, "SIGTERM")
 
 
-@pytest.mark.slow
 def test_a_hard_stop_of_ray_leaves_no_engine_running(tmp_path: Path) -> None:
     """What `ray stop --force` does (or a crash of Ray's own processes), on this session
     only: every process is killed at once, so Ray cleans nothing up. The chat replica's vLLM
@@ -161,5 +152,5 @@ def test_a_hard_stop_of_ray_leaves_no_engine_running(tmp_path: Path) -> None:
             if pid not in engine:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-        assert wait_for(lambda: not [pid for pid in engine if running(pid)], 30), \
+        assert wait_until(lambda: not [pid for pid in engine if running(pid)], 30, interval=1), \
             [command_name(pid) for pid in engine if running(pid)]

@@ -10,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from deployments.app import model_route, with_router
-from deployments.config import PREFIX_CACHE_ROUTER, AppConfig, ModelSpec, app_args_from_serve_config
+from deployments.config import AppConfig, ModelSpec, app_args_from_serve_config
+from deployments.replicas import PREFIX_CACHE_ROUTER
 from deployments.vllm_engine import engine_cli_args
 from messages import ChatRequestBody, ModelCard
 
@@ -123,21 +124,18 @@ def test_chat_is_routed_by_prefix_and_the_ingress_scales() -> None:
     assert router.request_router_class == PREFIX_CACHE_ROUTER
 
 
-def test_prefix_router_reads_the_prompt_of_a_chat_request() -> None:
-    """Serve's PrefixCacheAffinityRouter finds the prompt in the request as it crosses the
-    handle (it reads a ``messages`` attribute)."""
-    from ray.serve.llm.request_router import PrefixCacheAffinityRouter
+def test_a_chat_request_shows_its_messages_to_the_prefix_router() -> None:
+    """Serve's PrefixCacheAffinityRouter reads the prompt from a ``messages`` attribute of
+    the request as it crosses the handle; the body stays the plain dict vLLM validates."""
+    from ray import cloudpickle
 
-    body = ChatRequestBody({"model": "m", "messages": [
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": [{"type": "text", "text": "Hello"}]}]})
-
-    class Pending:
-        args = (body, False)
-
-    router = object.__new__(PrefixCacheAffinityRouter)
-    assert router._extract_text_from_request(Pending()) == "You are terse.Hello"  # type: ignore[arg-type]
-    assert dict(body) == {"model": "m", "messages": body["messages"]}
+    messages = [{"role": "system", "content": "You are terse."},
+                {"role": "user", "content": [{"type": "text", "text": "Hello"}]}]
+    body = ChatRequestBody({"model": "m", "messages": messages})
+    crossed = cloudpickle.loads(cloudpickle.dumps(body))  # as Serve sends it to a replica
+    assert isinstance(crossed, ChatRequestBody)
+    assert crossed.messages == messages
+    assert dict(crossed) == {"model": "m", "messages": messages}
 
 
 def test_gpu_cluster_config_asks_for_gpus_and_scales_every_model() -> None:

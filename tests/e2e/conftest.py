@@ -3,38 +3,16 @@ from config/laptop.yaml, driven through the official `openai` client."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
 import pytest
 
 from bench.run import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-CHAT_MODEL = "huggingfacetb/smollm2-135m-instruct:fp32"
-EMBED_MODEL = "sentence-transformers/all-minilm-l6-v2:fp32"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "/e2e/" in str(item.path):
-            item.add_marker(pytest.mark.slow)
-
-
-def inference_cli(*args: str) -> Any:
-    """Run the admin CLI as a user would, against the test session's store."""
-    out = subprocess.run(
-        [sys.executable, "-m", "control.cli", *args, "--json"],
-        check=True, capture_output=True, text=True, env=os.environ.copy(),
-    ).stdout
-    return json.loads(out)
+from tests.support.e2e import METRICS_PORT, ROOT, inference_cli, make_client
 
 
 @pytest.fixture(scope="session")
@@ -51,9 +29,6 @@ def admin_key(state_dir: Path) -> str:
     assert first["key"]["permission_sets"] == ["GenerativeApisFullAccess"]
     assert inference_cli("init")["key"] is None, "the first-start key is made only once"
     return str(first["key"]["secret_key"])
-
-
-METRICS_PORT = free_port()
 
 
 @pytest.fixture(scope="session")
@@ -82,31 +57,6 @@ def base_url(state_dir: Path) -> Iterator[str]:
     finally:
         serve.shutdown()
         ray.shutdown()
-
-
-def processes(title: str) -> list[int]:
-    """Pids whose command line starts with ``title`` (Ray names its processes so)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        if command_name(int(entry.name)).startswith(title):
-            found.append(int(entry.name))
-    return found
-
-
-def command_name(pid: int) -> str:
-    """The first word of a process's command line ("" once it has ended)."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-    except OSError:
-        return ""
-
-
-def make_client(base_url: str, key: str, project: str | None = None) -> openai.OpenAI:
-    prefix = f"/{project}" if project else ""
-    return openai.OpenAI(base_url=f"{base_url}{prefix}/v1", api_key=key, max_retries=0,
-                         timeout=120)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,9 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL, inference_cli, make_client
+from tests.support.e2e import CHAT_MODEL, EMBED_MODEL, inference_cli, make_client
+
+pytestmark = pytest.mark.slow  # the real Serve app on the built-in models
 
 SETS = ["GenerativeApisModelAccess", "GenerativeApisFullAccess", "AllProductsFullAccess"]
 ROUTES: dict[str, Callable[[openai.OpenAI], Any]] = {

@@ -11,7 +11,9 @@ import pytest
 from transformers import AutoTokenizer
 
 from deployments.builtin_models import prepare
-from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL
+from tests.support.e2e import CHAT_MODEL, EMBED_MODEL
+
+pytestmark = pytest.mark.slow  # the real Serve app on the built-in models
 
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
 STORY = [{"role": "user", "content": "Write a long story about a dragon and a knight."}]

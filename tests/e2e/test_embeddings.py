@@ -9,7 +9,9 @@ import numpy as np
 import openai
 import pytest
 
-from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL
+from tests.support.e2e import CHAT_MODEL, EMBED_MODEL
+
+pytestmark = pytest.mark.slow  # the real Serve app on the built-in models
 
 
 def vectors(client: openai.OpenAI, texts: list[str], **kw: object) -> np.ndarray:

@@ -12,7 +12,9 @@ import openai
 import pytest
 
 from deployments.app import deployment_name
-from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL, inference_cli, make_client
+from tests.support.e2e import CHAT_MODEL, EMBED_MODEL, inference_cli, make_client
+
+pytestmark = pytest.mark.slow  # the real Serve app on the built-in models
 
 STORY = [{"role": "user", "content": "Write a very long story about a dragon and a knight."}]
 

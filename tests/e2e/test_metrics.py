@@ -8,8 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
+import pytest
 
-from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL, METRICS_PORT
+from tests.support.e2e import CHAT_MODEL, EMBED_MODEL, METRICS_PORT
+
+pytestmark = pytest.mark.slow  # the real Serve app on the built-in models
 
 # Batches of one input, and all batches. (Ray exports a histogram's buckets and count
 # exactly; its _sum is estimated from bucket midpoints, so it cannot count inputs.)

@@ -6,7 +6,9 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL
+from tests.support.e2e import CHAT_MODEL, EMBED_MODEL
+
+pytestmark = pytest.mark.slow  # the real Serve app on the built-in models
 
 
 def test_list_says_what_each_model_is(client: openai.OpenAI, http: httpx.Client) -> None:

@@ -6,7 +6,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.e2e.conftest import ROOT
+from tests.support.e2e import ROOT
+
+pytestmark = pytest.mark.slow  # the real Serve app on the built-in models
 
 
 def test_quickstart_notebook_runs(base_url: str, admin_key: str,

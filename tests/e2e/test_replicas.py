@@ -14,10 +14,11 @@ import pytest
 
 from deployments.app import deployment_name
 from launch.engine_reaper import descendants, running
-from tests.e2e.conftest import CHAT_MODEL, processes
+from tests.support.e2e import CHAT_MODEL, processes
+
+pytestmark = pytest.mark.slow  # the real Serve app on the built-in models
 
 
-@pytest.mark.slow
 def test_a_killed_chat_replica_leaves_no_engine_behind(client: openai.OpenAI) -> None:
     ask = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
     client.chat.completions.create(**ask)  # type: ignore[call-overload]

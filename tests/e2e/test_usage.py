@@ -11,8 +11,11 @@ from typing import Any
 import openai
 import pytest
 
-from control.store import hash_secret
-from tests.e2e.conftest import CHAT_MODEL, EMBED_MODEL, inference_cli, make_client
+from control.keys import hash_secret
+from tests.support.e2e import CHAT_MODEL, EMBED_MODEL, inference_cli, make_client
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # the real Serve app on the built-in models
 
 STORY = [{"role": "user", "content": "Write a long story about a dragon and a knight."}]
 
@@ -158,8 +161,7 @@ def test_ledger_survives_a_restart_of_the_control_plane(base_url: str,
     project, key = tenants["keys"][2]
     client = make_client(base_url, key["secret_key"], project)
     client.embeddings.create(model=EMBED_MODEL, input="before the restart")
-    time.sleep(2)
-    before = ledger(project)
+    before = wait_until(lambda: ledger(project), 15, interval=0.5)  # the meter's next flush
     assert before
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
              if "ControlPlane" in a["name"]]

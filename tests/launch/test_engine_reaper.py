@@ -13,6 +13,7 @@ from pathlib import Path
 
 from launch import engine_reaper
 from launch.engine_reaper import running
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,21 +27,13 @@ time.sleep(300)
 """
 
 
-def wait_until(check: object, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_a_killed_replicas_engine_is_killed_too() -> None:
     replica = subprocess.Popen([sys.executable, "-c", REPLICA], cwd=ROOT, text=True,
                                stdout=subprocess.PIPE)
     assert replica.stdout is not None
     engine, reaper = map(int, replica.stdout.readline().split())
     try:
+        # Proving the reaper does NOT act on a live replica: a span of its polls, not a wait.
         time.sleep(2 * engine_reaper.POLL_S)
         assert running(engine), "the reaper acted while the replica was running"
         replica.kill()

@@ -1,0 +1,124 @@
+"""app/accounting.py: one request's books. The quota reservation is settled exactly once (to
+the usage reported, or to nothing), a reply or a stream meters its usage, and the deadline is
+the contract's 503."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from pathlib import Path
+
+import pytest
+from starlette.requests import Request
+
+from app.accounting import Accounting
+from app.auth import Caller
+from app.errors import APIError
+from app.quota_gate import QuotaGate
+from app.usage_meter import UsageMeter
+from control.deployment import AsyncStore
+from control.store import Store
+from messages import Chunk, FinalUsage, Reply, Usage
+from tests.support.models_double import CHAT, DONE, chunk
+
+RESERVED = 100  # the admission's estimate; the project's limit is 1000 tokens a minute
+
+
+class Books:
+    """Accounting over a real store, gate and meter, for a project with a tokens limit."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.store = Store(tmp_path)
+        self.project = self.store.create_project("p")["id"]
+        self.store.update_project(self.project, tpm=1000)
+        control_plane = AsyncStore(self.store)
+        self.gate = QuotaGate(control_plane)
+        self.meter = UsageMeter(control_plane, interval=3600)  # flushed by the tests
+
+    def open(self, timeout_s: float = 60) -> Accounting:
+        scope = {"type": "http", "headers": [],
+                 "state": {"request_id": "req_1", "arrived": time.monotonic()}}
+        return Accounting(Request(scope), Caller("key_1", self.project), CHAT, None,
+                          meter=self.meter, quotas=self.gate, timeout_s=timeout_s)
+
+    async def ledger(self) -> list[tuple[int, int, int]]:
+        await self.meter.flush()
+        return [(r["requests"], r["prompt_tokens"], r["completion_tokens"])
+                for r in self.store.usage(self.project)]
+
+    async def tokens_left_after_five(self) -> int:
+        """What the next request (of 5 tokens) is told is left: shows how the last settled."""
+        admission = await self.gate.admit(self.project, 5)
+        assert admission is not None
+        return int(admission.headers["x-ratelimit-remaining-tokens"])
+
+
+@pytest.fixture
+def books(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Books:
+    # One minute throughout: a window change would reset the counts under the test.
+    monkeypatch.setattr("app.quota_gate.window_now", lambda now=None: 1000)
+    monkeypatch.setattr("control.quota_book.window_now", lambda now=None: 1000)
+    return Books(tmp_path)
+
+
+async def test_a_reply_meters_its_usage_and_settles_to_it(books: Books) -> None:
+    async with books.open() as account:
+        await account.admit(lambda: RESERVED)
+        response = account.reply(Reply({"ok": True}, Usage(6, 4)))
+    assert response.status_code == 200
+    assert response.headers["x-ratelimit-limit-tokens"] == "1000"
+    assert await books.ledger() == [(1, 6, 4)]
+    # 1000 - 100 reserved + (100 - 10) refunded once, - 5 for the next request.
+    assert await books.tokens_left_after_five() == 985
+
+
+async def test_a_failed_request_settles_at_zero_and_meters_nothing(books: Books) -> None:
+    with pytest.raises(APIError):
+        async with books.open() as account:
+            await account.admit(lambda: RESERVED)
+            raise APIError(400, "refused by the model")
+    assert await books.ledger() == []
+    assert await books.tokens_left_after_five() == 995  # the whole reservation back
+
+
+async def rest(*items: Chunk | FinalUsage) -> AsyncIterator[Chunk | FinalUsage]:
+    for item in items:
+        yield item
+
+
+async def test_a_stream_settles_when_it_ends_not_when_the_handler_returns(
+        books: Books) -> None:
+    first = chunk({"choices": [{"delta": {}}], "usage": {"prompt_tokens": 6,
+                                                         "completion_tokens": 1}})
+    async with books.open() as account:
+        await account.admit(lambda: RESERVED)
+        response = account.stream(first, rest(FinalUsage(Usage(6, 4)), DONE))
+    assert await books.ledger() == []  # the handler has returned; the stream has not run
+    frames = [frame async for frame in response.body_iterator]
+    assert frames == [first.frame, DONE.frame]
+    assert await books.ledger() == [(1, 6, 4)]
+    assert await books.tokens_left_after_five() == 985
+
+
+async def test_a_stream_the_client_left_settles_to_what_was_generated(books: Books) -> None:
+    first = chunk({"choices": [{"delta": {}}], "usage": {"prompt_tokens": 6,
+                                                         "completion_tokens": 1}})
+    async with books.open() as account:
+        await account.admit(lambda: RESERVED)
+        response = account.stream(first, rest(DONE))
+    frames = response.body_iterator
+    assert isinstance(frames, AsyncGenerator)
+    assert await anext(frames) == first.frame
+    await frames.aclose()
+    assert await books.ledger() == [(1, 6, 1)]
+    assert await books.tokens_left_after_five() == 1000 - RESERVED + (RESERVED - 7) - 5
+
+
+async def test_work_past_the_deadline_is_a_503_request_timeout(books: Books) -> None:
+    async with books.open(timeout_s=0.05) as account:
+        assert await account.within_deadline(asyncio.sleep(0, "fast")) == "fast"
+        with pytest.raises(APIError) as raised:
+            await account.within_deadline(asyncio.Event().wait())  # never done
+    assert (raised.value.status, raised.value.code) == (503, "request_timeout")
+    assert raised.value.headers["Retry-After"]
