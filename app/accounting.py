@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Self, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse
 
 from app import metrics
 from app.auth import Caller
 from app.errors import timed_out
 from app.quota_gate import Admission, QuotaGate
-from app.sse import relay
+from app.sse import SSEResponse, relay
 from app.usage_meter import UsageMeter
 from messages import Chunk, FinalUsage, Reply, Usage
 
@@ -42,6 +42,7 @@ class Accounting:
         self._deadline = time.monotonic() + timeout_s
         self._admission: Admission | None = None
         self._streaming = False
+        self._done_already = False
 
     async def __aenter__(self) -> Self:
         return self
@@ -70,20 +71,33 @@ class Accounting:
         self._done(reply.usage)
         return JSONResponse(reply.body, headers=self._headers)
 
-    def stream(self, first: Chunk, rest: AsyncIterator[Chunk | FinalUsage]) -> StreamingResponse:
+    def stream(self, first: Chunk, rest: AsyncIterator[Chunk | FinalUsage]) -> SSEResponse:
         """The rest of the request's books are the stream's: it settles when it ends."""
         self._streaming = True
         state = self._request.state
-        return StreamingResponse(
+
+        async def never_relayed() -> None:
+            # The client left before the relay's first step: what the engine generated (the
+            # first chunk's usage) is metered all the same, and the rest of the stream is
+            # closed, which ends the engine's request.
+            if not self._done_already:
+                if isinstance(rest, AsyncGenerator):
+                    await rest.aclose()
+                self._done(first.usage)
+
+        return SSEResponse(
             relay(first, rest, state.request_id, self._done, self._deadline,
                   _token_clock(self._model, state.arrived)),
-            media_type="text/event-stream",
+            on_end=never_relayed,
             headers=self._headers,
         )
 
     def _done(self, usage: Usage | None) -> None:
         """Meters the request's usage (under its ``user``, if it named one) and settles its
-        reservation; a request that reported no usage settles at zero tokens."""
+        reservation; a request that reported no usage settles at zero tokens. Once."""
+        if self._done_already:
+            return
+        self._done_already = True
         if usage is not None:
             who = self._who
             self._meter.record(who.project_id, who.key_id, self._model, usage, self._user)

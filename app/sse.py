@@ -6,7 +6,10 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from app.errors import server_error, timed_out
 from messages import Chunk, FinalUsage, Usage
@@ -61,3 +64,20 @@ async def relay(
         yield DONE
     finally:
         done(usage)
+
+
+class SSEResponse(StreamingResponse):
+    """An event stream that calls ``on_end`` however the response ends: finished, failed, or
+    cancelled because the client left, even before the first frame was sent (when the relay
+    never started and so never ran its own ``finally``)."""
+
+    def __init__(self, frames: AsyncIterator[str], on_end: Callable[[], Awaitable[None]],
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(frames, media_type="text/event-stream", headers=headers)
+        self._on_end = on_end
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._on_end()

@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import pytest
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from app.accounting import Accounting
 from app.auth import Caller
@@ -122,3 +122,34 @@ async def test_work_past_the_deadline_is_a_503_request_timeout(books: Books) -> 
             await account.within_deadline(asyncio.Event().wait())  # never done
     assert (raised.value.status, raised.value.code) == (503, "request_timeout")
     assert raised.value.headers["Retry-After"]
+
+
+async def test_a_client_gone_before_the_first_frame_is_metered_and_its_stream_closed(
+        books: Books) -> None:
+    first = chunk({"choices": [{"delta": {}}], "usage": {"prompt_tokens": 6,
+                                                         "completion_tokens": 1}})
+    closed = asyncio.Event()
+
+    async def engine_rest() -> AsyncIterator[Chunk | FinalUsage]:
+        try:
+            yield DONE
+        finally:
+            closed.set()
+
+    rest_of_stream = engine_rest()
+    await anext(rest_of_stream)  # started: closing it runs its finally
+    async with books.open() as account:
+        await account.admit(lambda: RESERVED)
+        response = account.stream(first, rest_of_stream)
+
+    async def gone() -> dict[str, str]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: object) -> None:
+        raise OSError("the client is gone")
+
+    scope = {"type": "http", "asgi": {"spec_version": "2.4"}, "headers": []}
+    with pytest.raises(ClientDisconnect):  # starlette's word for a send that failed
+        await response(scope, gone, send)
+    assert closed.is_set()
+    assert await books.ledger() == [(1, 6, 1)]
