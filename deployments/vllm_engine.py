@@ -99,6 +99,7 @@ class VLLMChatEngine:
         )
         from vllm.utils.argparse_utils import FlexibleArgumentParser
 
+        _refuse_what_does_not_fit()
         parser = make_arg_parser(FlexibleArgumentParser())
         args = parser.parse_args(engine_cli_args(self.model_path, self.served_name, self.settings))
         validate_parsed_serve_args(args)
@@ -200,11 +201,32 @@ def _forced_tool_call(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _failure(status: int, message: str, param: str | None) -> APIError:
-    code = None
     if status == 400 and any(m in message for m in _CONTEXT_MARKERS):
-        if param in ("max_tokens", "max_completion_tokens"):
-            pass  # the prompt fits; the requested completion does not
-        else:
-            code = "context_length_exceeded"
+        # The prompt alone, or the prompt with the completion asked for, does not fit.
+        if param not in ("max_tokens", "max_completion_tokens"):
             param = "messages"
-    return APIError(status, message, param=param, code=code)
+        return APIError(status, message, param=param, code="context_length_exceeded")
+    return APIError(status, message, param=param)
+
+
+def _refuse_what_does_not_fit() -> None:
+    """vLLM clamps a completion that would run past the context to what fits; docs/api.md
+    promises a 400 instead ("Context length"). Its chat serving asks ``get_max_tokens``
+    once it knows the prompt's length: the check goes there. Idempotent."""
+    from vllm.entrypoints.openai.chat_completion import serving
+
+    clamping = serving.get_max_tokens
+    if getattr(clamping, "refuses_overflow", False):
+        return
+
+    def strict(max_model_len: int, max_tokens: int | None, input_length: int,
+               *args: Any, **kwargs: Any) -> int:
+        if max_tokens is not None and input_length + max_tokens > max_model_len:
+            raise ValueError(
+                f"This model's maximum context length is {max_model_len} tokens; the "
+                f"messages take {input_length} and the completion asks for {max_tokens} "
+                "more. Ask for fewer tokens, or send a shorter prompt.")
+        return int(clamping(max_model_len, max_tokens, input_length, *args, **kwargs))
+
+    strict.refuses_overflow = True  # type: ignore[attr-defined]
+    serving.get_max_tokens = strict

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from deployments.config import ChatEngine
-from deployments.vllm_engine import _chunk, _failure, _forced_tool_call, engine_cli_args
+from deployments.vllm_engine import (
+    _chunk,
+    _failure,
+    _forced_tool_call,
+    _refuse_what_does_not_fit,
+    engine_cli_args,
+)
 from messages import Usage
 
 TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
@@ -26,7 +34,21 @@ def test_context_errors_get_the_contracts_code_and_param() -> None:
     assert (prompt.code, prompt.param) == ("context_length_exceeded", "messages")
     completion = _failure(400, "max_tokens=5000 cannot be greater than max_model_len=2048",
                           "max_tokens")
-    assert (completion.code, completion.param) == (None, "max_tokens")
+    assert (completion.code, completion.param) == ("context_length_exceeded", "max_tokens")
+    other = _failure(400, "temperature must be positive", "temperature")
+    assert (other.code, other.param) == (None, "temperature")
+
+
+def test_a_completion_past_the_context_is_refused_where_vllm_would_clamp_it() -> None:
+    from vllm.entrypoints.openai.chat_completion import serving
+
+    _refuse_what_does_not_fit()
+    _refuse_what_does_not_fit()  # once is enough: not wrapped twice
+    assert serving.get_max_tokens(2048, None, 30, {}) == 2018  # absent: up to the context
+    assert serving.get_max_tokens(2048, 2018, 30, {}) == 2018
+    with pytest.raises(ValueError, match="maximum context length is 2048") as refused:
+        serving.get_max_tokens(2048, 2019, 30, {})
+    assert _failure(400, str(refused.value), None).code == "context_length_exceeded"
 
 
 def test_engine_flags_carry_the_config() -> None:

@@ -210,6 +210,18 @@ def test_max_tokens_beyond_the_context_is_refused(client: openai.OpenAI) -> None
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model=CHAT_MODEL, messages=CAPITAL, max_tokens=5000)
     assert info.value.param == "max_tokens"
+    assert info.value.code == "context_length_exceeded"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_short_prompt_with_max_tokens_past_the_context_is_refused_not_clamped(
+        client: openai.OpenAI, stream: bool) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=CHAT_MODEL, messages=CAPITAL, max_tokens=2040,
+                                       stream=stream)
+    assert info.value.code == "context_length_exceeded"
+    fits = client.chat.completions.create(model=CHAT_MODEL, messages=CAPITAL, max_tokens=1900)
+    assert fits.choices[0].finish_reason in ("stop", "length")
 
 
 def test_control_characters_get_an_answer_and_lone_surrogates_a_400(
