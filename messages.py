@@ -163,6 +163,14 @@ class ChatRequestBody(dict[str, Any]):
 
 
 @dataclass(frozen=True, slots=True)
+class StreamUsage:
+    """Where a chat stream shows its usage (docs/api.md, "Streaming and usage")."""
+
+    every_chunk: bool = True  # cumulative usage on every chunk (this service's default)
+    trailing: bool = False  # OpenAI's trailing usage-only chunk (``include_usage``)
+
+
+@dataclass(frozen=True, slots=True)
 class EmbeddingJob:
     """One embedding request's work: its texts and how to return their vectors."""
 

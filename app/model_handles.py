@@ -28,6 +28,7 @@ from messages import (
     ModelRoute,
     ReplicaUnavailable,
     Reply,
+    StreamUsage,
     UnexpectedFailure,
 )
 
@@ -42,7 +43,7 @@ class ModelBackend(Protocol):
     async def chat(self, model: str, body: dict[str, Any]) -> Reply: ...
 
     def chat_stream(
-        self, model: str, body: dict[str, Any], include_usage: bool
+        self, model: str, body: dict[str, Any], shown: StreamUsage
     ) -> AsyncIterator[Chunk | FinalUsage]: ...
 
     async def embed(self, model: str, job: EmbeddingJob) -> Reply: ...
@@ -167,13 +168,13 @@ class ServeModels:
         return outcome
 
     async def chat_stream(
-        self, model: str, body: dict[str, Any], include_usage: bool
+        self, model: str, body: dict[str, Any], shown: StreamUsage
     ) -> AsyncIterator[Chunk | FinalUsage]:
         handle = self._routes[model].handle.options(stream=True)
         # A rejection (full queue, dead replica, the engine's refusal) surfaces with the
         # first item.
         items, first = await self._first(
-            model, lambda: handle.chat_stream.remote(ChatRequestBody(body), include_usage), anext)
+            model, lambda: handle.chat_stream.remote(ChatRequestBody(body), shown), anext)
         _raise_refusal(first, model)
         yield first
         async for item in items:

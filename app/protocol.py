@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.errors import ParamError
-from messages import ModelCard
+from messages import ModelCard, StreamUsage
 
 # Documented limits (docs/api.md, from OpenAI's own bounds).
 MAX_STOP_SEQUENCES = 4
@@ -158,10 +158,11 @@ ResponseFormat = Annotated[
 
 
 class StreamOptions(Strict):
+    # OpenAI's: usage on a trailing chunk of its own, null on every other chunk.
     include_usage: bool = False
-    # extension (vLLM's spelling), for vLLM clients: usage is in every chunk on this service
-    # (docs/api.md, "Streaming and usage"), so only true is meaningful.
-    continuous_usage_stats: Literal[True] | None = None
+    # extension (vLLM's spelling): cumulative usage on every chunk, on or off explicitly;
+    # absent, it is on unless include_usage asks for OpenAI's protocol.
+    continuous_usage_stats: bool | None = None
 
 
 # --- requests ------------------------------------------------------------------------------
@@ -233,8 +234,13 @@ class ChatCompletionRequest(Strict):
         return self
 
     @property
-    def include_usage(self) -> bool:
-        return bool(self.stream_options and self.stream_options.include_usage)
+    def stream_usage(self) -> StreamUsage:
+        """Where the stream shows its usage (docs/api.md, "Streaming and usage")."""
+        options = self.stream_options or StreamOptions()
+        every_chunk = options.continuous_usage_stats
+        if every_chunk is None:
+            every_chunk = not options.include_usage
+        return StreamUsage(every_chunk=every_chunk, trailing=options.include_usage)
 
 
 def _token_ids(value: Any) -> bool:

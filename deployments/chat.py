@@ -28,6 +28,7 @@ from messages import (
     ReplicaUnavailable,
     Reply,
     StreamItem,
+    StreamUsage,
     Usage,
 )
 
@@ -66,13 +67,13 @@ class ChatDeployment:
         return ModelCard(id=self.spec.id, created=self.created, owned_by=self.spec.owned_by,
                          task="chat", context_length=self.engine.context_length)
 
-    async def _run(self, body: dict[str, Any]) -> Any:
+    async def _run(self, body: dict[str, Any], shown: StreamUsage | None = None) -> Any:
         """vLLM's result, its refusal, or :class:`ReplicaUnavailable` for a request that meets
         a dead engine, before or while it runs (the ingress retries it elsewhere)."""
         if self.engine.dead:
             return ReplicaUnavailable(self.spec.id)
         try:
-            result = await self.engine.chat(body)
+            result = await self.engine.chat(body, shown)
         except Exception:
             if self.engine.dead:
                 return ReplicaUnavailable(self.spec.id)
@@ -89,20 +90,20 @@ class ChatDeployment:
             raise TypeError("a non-streaming request produced a stream")
         return Reply(result, Usage.of(result.get("usage") or {}))
 
-    async def chat_stream(
-        self, body: dict[str, Any], include_usage: bool
-    ) -> AsyncIterator[StreamItem]:
-        # Every chunk carries cumulative usage (docs/api.md, "Streaming and usage"): vLLM's
-        # continuous usage stats, which it only computes together with include_usage.
+    async def chat_stream(self, body: dict[str, Any], shown: StreamUsage
+                          ) -> AsyncIterator[StreamItem]:
+        # The engine reports usage on every chunk (vLLM's continuous usage stats, which it
+        # computes only together with include_usage): what the client is shown of it is
+        # decided when each chunk is shaped, and the ingress meters from it either way.
         body = {**body, "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
-        result = await self._run(body)
+        result = await self._run(body, shown)
         if isinstance(result, APIError | ReplicaUnavailable):
             yield result
             return
         if isinstance(result, dict):
             raise TypeError("a streaming request produced a whole reply")
         async for chunk in result:
-            if chunk.usage_only and not include_usage:
+            if chunk.usage_only and not shown.trailing:
                 # Not for the client, who did not ask for it; the ingress meters it.
                 assert chunk.usage is not None
                 yield FinalUsage(chunk.usage)

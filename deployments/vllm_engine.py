@@ -9,14 +9,14 @@ decoding and logprobs; we build it in-process the way vLLM's API server does
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
+from deployments import openai_shape
 from deployments.config import ChatEngine
-from messages import APIError, Chunk, Usage
+from messages import APIError, Chunk, StreamUsage
 
 # vLLM's error types are HTTP-status names; the contract's envelope wants its own table.
 _CONTEXT_MARKERS = ("maximum context length", "context length", "max_model_len")
@@ -132,11 +132,13 @@ class VLLMChatEngine:
         processor = getattr(self._engine, "output_processor", None)
         return 0 if processor is None else int(processor.get_num_unfinished_requests())
 
-    async def chat(self, body: dict[str, Any]) -> dict[str, Any] | AsyncIterator[Chunk] | APIError:
+    async def chat(self, body: dict[str, Any], shown: StreamUsage | None = None
+                   ) -> dict[str, Any] | AsyncIterator[Chunk] | APIError:
         """Run one chat completion; ``body`` is an already-validated OpenAI request.
 
-        Returns the response dict, the stream's chunks (SSE frames with the usage each
-        reports), or the error vLLM's serving layer answered with.
+        Returns the reply, the stream's chunks (with their usage shown as ``shown`` says),
+        both in OpenAI's shape (deployments/openai_shape.py), or the error vLLM's serving
+        layer answered with.
         """
         from vllm.entrypoints.openai.chat_completion.protocol import (
             ChatCompletionRequest,
@@ -164,25 +166,14 @@ class VLLMChatEngine:
         if isinstance(result, ErrorResponse):
             return _failure(result.error.code, result.error.message, result.error.param)
         if isinstance(result, ChatCompletionResponse):
-            return result.model_dump(exclude_none=True)
-        return _chunks(result)
+            return openai_shape.reply(result.model_dump())
+        return _shaped(result, openai_shape.StreamShaper(shown or StreamUsage()))
 
 
-async def _chunks(frames: AsyncIterator[str]) -> AsyncIterator[Chunk]:
-    """vLLM's SSE frames, each with the usage it reports: read here, where vLLM's output is
-    understood, so that nothing downstream parses a frame."""
+async def _shaped(frames: AsyncIterator[str], shaper: openai_shape.StreamShaper
+                  ) -> AsyncIterator[Chunk]:
     async for frame in frames:
-        yield _chunk(frame)
-
-
-def _chunk(frame: str) -> Chunk:
-    payload = frame.removeprefix("data: ").rstrip()
-    if not payload.startswith("{"):  # "[DONE]"
-        return Chunk(frame, None)
-    data = json.loads(payload)
-    reported = data.get("usage")
-    usage = None if reported is None else Usage.of(reported)
-    return Chunk(frame, usage, usage_only=usage is not None and data.get("choices") == [])
+        yield shaper.chunk(frame)
 
 
 def _forced_tool_call(body: dict[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,7 @@ async def chat_completions(request: Request) -> Response:
         await books.admit(lambda: chat_reservation(req))
         if not req.stream:
             return books.reply(await books.within_deadline(services.models.chat(req.model, body)))
-        stream = services.models.chat_stream(req.model, body, req.include_usage)
+        stream = services.models.chat_stream(req.model, body, req.stream_usage)
         first = await books.within_deadline(anext(stream))
         assert not isinstance(first, FinalUsage)
         return books.stream(first, stream)

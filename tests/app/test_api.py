@@ -13,7 +13,7 @@ from app.api import build_api
 from app.services import Limits
 from control.deployment import AsyncStore
 from control.store import Store
-from messages import APIError, Chunk, FinalUsage, Reply, Usage
+from messages import APIError, Chunk, FinalUsage, Reply, StreamUsage, Usage
 from tests.support.models_double import (
     CHAT,
     DONE,
@@ -152,7 +152,7 @@ def test_deadline_is_a_503_and_a_stream_error_event(models: ModelsDoubleForTests
         await asyncio.Event().wait()  # never set: the model outlasts any deadline
         return Reply({}, Usage(0))
 
-    async def slow_stream(model: str, body: dict[str, Any], include_usage: bool
+    async def slow_stream(model: str, body: dict[str, Any], shown: StreamUsage
                           ) -> AsyncIterator[Chunk | FinalUsage]:
         yield chunk({"n": 0})
         await asyncio.Event().wait()

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from app.errors import from_validation_error
 from app.protocol import ChatCompletionRequest, EmbeddingRequest
+from messages import StreamUsage
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -43,7 +44,7 @@ def test_every_contract_parameter_is_accepted() -> None:
             tool_choice={"type": "function", "function": {"name": "f"}},
         )
     )
-    assert req.include_usage
+    assert req.stream_usage == StreamUsage(every_chunk=False, trailing=True)
     assert req.n == 2
 
 

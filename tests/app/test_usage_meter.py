@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from control.store import Store
-from messages import Chunk, EmbeddingJob, FinalUsage, Reply, Usage
+from messages import Chunk, EmbeddingJob, FinalUsage, Reply, StreamUsage, Usage
 from tests.support.models_double import CHAT, DONE, EMBED, ModelsDoubleForTests, chat_body, chunk
 
 CHAT_USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
@@ -26,7 +26,7 @@ def metered(models: ModelsDoubleForTests) -> ModelsDoubleForTests:
         models.sent.append(body)
         return Reply({"object": "chat.completion", "usage": CHAT_USAGE}, Usage.of(CHAT_USAGE))
 
-    async def chat_stream(model: str, body: dict[str, Any], include_usage: bool
+    async def chat_stream(model: str, body: dict[str, Any], shown: StreamUsage
                           ) -> AsyncIterator[Chunk | FinalUsage]:
         models.sent.append(body)
         for done in (1, 3):

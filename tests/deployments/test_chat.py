@@ -10,7 +10,16 @@ import pytest
 
 import deployments.chat as chat_module
 from deployments.chat import ChatDeployment
-from messages import APIError, Chunk, FinalUsage, ModelCard, ReplicaUnavailable, Reply, Usage
+from messages import (
+    APIError,
+    Chunk,
+    FinalUsage,
+    ModelCard,
+    ReplicaUnavailable,
+    Reply,
+    StreamUsage,
+    Usage,
+)
 from tests.support.engine_doubles import EngineDoubleForTests
 from tests.support.models_double import DONE, chunk
 
@@ -52,7 +61,8 @@ def engine(replica: Any) -> EngineDoubleForTests:
 
 
 async def items(replica: Any, include_usage: bool) -> list[Any]:
-    return [item async for item in replica.chat_stream(BODY, include_usage)]
+    shown = StreamUsage(every_chunk=not include_usage, trailing=include_usage)
+    return [item async for item in replica.chat_stream(BODY, shown)]
 
 
 async def test_the_engine_starts_on_the_resolved_model(replica: Any) -> None:
@@ -99,7 +109,7 @@ async def test_an_engine_that_dies_during_the_request(replica: Any,
 
 
 async def test_a_failure_of_a_live_engine_is_raised(replica: Any) -> None:
-    async def broken(body: dict[str, Any]) -> Any:
+    async def broken(body: dict[str, Any], shown: StreamUsage | None = None) -> Any:
         raise RuntimeError("a bug")
 
     engine(replica).chat = broken  # type: ignore[method-assign]
@@ -121,6 +131,7 @@ async def test_the_usage_chunk_is_metered_not_sent_unless_asked_for(replica: Any
     assert hidden == [FRAMES[0], FinalUsage(Usage(5, 1)), DONE]
     shown = await items(replica, include_usage=True)
     assert shown == FRAMES
+    assert engine(replica).shown == StreamUsage(every_chunk=False, trailing=True)
     assert all(isinstance(item, Chunk) for item in shown)
 
 

@@ -6,13 +6,11 @@ import pytest
 
 from deployments.config import ChatEngine
 from deployments.vllm_engine import (
-    _chunk,
     _failure,
     _forced_tool_call,
     _refuse_what_does_not_fit,
     engine_cli_args,
 )
-from messages import Usage
 
 TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
          for n in ("a", "b")]
@@ -57,17 +55,3 @@ def test_engine_flags_carry_the_config() -> None:
     assert args[args.index("--max-model-len") + 1] == "1024"
     assert "--enable-auto-tool-choice" in args
     assert args[args.index("--generation-config") + 1] == "vllm"
-
-
-def test_each_frame_carries_the_usage_it_reports() -> None:
-    text = 'data: {"choices": [{"delta": {"content": "Hi"}}], "usage": ' \
-        '{"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}\n\n'
-    token = _chunk(text)
-    assert (token.frame, token.usage, token.usage_only) == (text, Usage(5, 2), False)
-    trailing = _chunk('data: {"choices": [], "usage": {"prompt_tokens": 5, '
-                      '"completion_tokens": 3}}\n\n')
-    assert (trailing.usage, trailing.usage_only) == (Usage(5, 3), True)
-    bare = _chunk('data: {"choices": [{"delta": {}}]}\n\n')
-    assert (bare.usage, bare.usage_only) == (None, False)
-    done = _chunk("data: [DONE]\n\n")
-    assert (done.frame, done.usage, done.usage_only) == ("data: [DONE]\n\n", None, False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import jsonschema
 import openai
 import pytest
@@ -55,15 +56,59 @@ def test_stream_usage_grows_and_ends_equal_to_the_whole_reply(client: openai.Ope
     assert text == whole.choices[0].message.content
 
 
-def test_stream_include_usage_adds_openais_trailing_chunk(client: openai.OpenAI) -> None:
+def test_stream_include_usage_is_openais_protocol(client: openai.OpenAI) -> None:
+    params: dict[str, Any] = {"model": CHAT_MODEL, "messages": CAPITAL, "temperature": 0,
+                              "max_tokens": 8}
+    whole = client.chat.completions.create(**params)
     chunks = list(client.chat.completions.create(
-        model=CHAT_MODEL, messages=CAPITAL, max_tokens=8, stream=True,
-        stream_options={"include_usage": True}))
-    assert chunks[-1].choices == [] and chunks[-1].usage is not None
-    assert chunks[-1].usage == chunks[-2].usage
-    plain = list(client.chat.completions.create(
-        model=CHAT_MODEL, messages=CAPITAL, max_tokens=8, stream=True))
+        **params, stream=True, stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage == whole.usage
+    assert all(c.usage is None for c in chunks[:-1]), "usage only on the trailing chunk"
+    both = list(client.chat.completions.create(
+        **params, stream=True,
+        stream_options={"include_usage": True, "continuous_usage_stats": True}))
+    assert all(c.usage is not None for c in both) and both[-1].usage == whole.usage
+    plain = list(client.chat.completions.create(**params, stream=True))
     assert all(c.choices for c in plain), "no trailing usage chunk unless asked"
+    off = list(client.chat.completions.create(
+        **params, stream=True, stream_options={"continuous_usage_stats": False}))
+    assert all(c.usage is None for c in off), "per-chunk usage turned off"
+
+
+def test_stream_usage_with_several_choices_counts_them_all(client: openai.OpenAI) -> None:
+    """Each choice generates exactly max_tokens (ignore_eos): the last chunk's usage, and the
+    trailing chunk's, count both choices, as the reply without streaming does."""
+    params: dict[str, Any] = {"model": CHAT_MODEL, "messages": CAPITAL, "max_tokens": 6,
+                              "n": 2, "extra_body": {"ignore_eos": True}}
+    whole = client.chat.completions.create(**params)
+    assert whole.usage is not None and whole.usage.completion_tokens == 12
+    chunks = list(client.chat.completions.create(**params, stream=True))
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 12
+    totals = [c.usage.completion_tokens for c in chunks if c.usage]
+    assert totals == sorted(totals)
+    trailing = list(client.chat.completions.create(
+        **params, stream=True, stream_options={"include_usage": True}))[-1]
+    assert trailing.usage is not None and trailing.usage.completion_tokens == 12
+
+
+def test_replies_and_chunks_carry_openais_fields_only(http: httpx.Client) -> None:
+    body = {"model": CHAT_MODEL, "messages": CAPITAL, "max_tokens": 4}
+    top = {"id", "object", "created", "model", "choices", "usage", "system_fingerprint",
+           "service_tier"}
+    reply = http.post("/v1/chat/completions", json=body).json()
+    assert set(reply) <= top, reply
+    [choice] = reply["choices"]
+    assert set(choice) == {"index", "message", "logprobs", "finish_reason"}
+    assert choice["logprobs"] is None and choice["message"]["refusal"] is None
+    with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as stream:
+        frames = [line.removeprefix("data: ") for line in stream.iter_lines()
+                  if line.startswith("data: {")]
+    assert frames
+    for frame in frames:
+        chunk = json.loads(frame)
+        assert set(chunk) <= top, chunk
+        for streamed in chunk["choices"]:
+            assert set(streamed) == {"index", "delta", "logprobs", "finish_reason"}, chunk
 
 
 def test_max_tokens_stops_with_length_at_exactly_that_many(client: openai.OpenAI) -> None:
@@ -131,6 +176,22 @@ def test_tool_calls_are_valid_within_60_tokens(client: openai.OpenAI, tool_choic
             assert call.type == "function" and call.function.name == "get_weather"
             args = json.loads(call.function.arguments)
             jsonschema.validate(args, WEATHER_TOOL["function"]["parameters"])
+
+
+def test_what_the_sdk_sends_for_none_and_what_frameworks_add_is_taken(
+        client: openai.OpenAI) -> None:
+    """The SDK sends null for a parameter given as None; LlamaIndex adds parallel_tool_calls
+    to every tool request; store false is OpenAI's default spelled out."""
+    reply = client.chat.completions.create(
+        model=CHAT_MODEL, messages=WEATHER_QUESTION, tools=[WEATHER_TOOL],
+        tool_choice="required", parallel_tool_calls=False, store=False, max_tokens=60,
+        temperature=None, top_p=None, n=None, presence_penalty=None, frequency_penalty=None,
+        logprobs=None, stop=None, seed=None, user=None)
+    calls = reply.choices[0].message.tool_calls
+    assert calls is not None and len(calls) == 1
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=CHAT_MODEL, messages=CAPITAL, store=True)
+    assert info.value.param == "store"
 
 
 def test_logprobs_and_top_logprobs(client: openai.OpenAI) -> None:

@@ -123,3 +123,9 @@ def test_truncation_only_when_the_client_asks(http: object) -> None:
     short = http.post("/v1/embeddings", json={"model": EMBED_MODEL, "input": long,
                                               "truncate_prompt_tokens": 10}).json()
     assert short["usage"]["prompt_tokens"] == 10
+
+
+def test_token_id_input_is_refused_with_what_to_send(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model=EMBED_MODEL, input=[[101, 7592, 102]])
+    assert info.value.param == "input" and "text" in info.value.message

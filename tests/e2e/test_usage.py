@@ -13,7 +13,6 @@ import pytest
 
 from control.keys import hash_secret
 from tests.support.e2e import CHAT_MODEL, EMBED_MODEL, inference_cli, make_client
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # the real Serve app on the built-in models
 
@@ -160,9 +159,12 @@ def test_ledger_survives_a_restart_of_the_control_plane(base_url: str,
 
     project, key = tenants["keys"][2]
     client = make_client(base_url, key["secret_key"], project)
-    client.embeddings.create(model=EMBED_MODEL, input="before the restart")
-    before = wait_until(lambda: ledger(project), 15, interval=0.5)  # the meter's next flush
-    assert before
+    earlier = ledger(project)
+    first = client.embeddings.create(model=EMBED_MODEL, input="before the restart")
+    before = earlier.copy()
+    before[(key["id"], EMBED_MODEL, "requests")] += 1
+    before[(key["id"], EMBED_MODEL, "prompt_tokens")] += first.usage.prompt_tokens
+    assert wait_for_ledger(project, before) == before  # the meter's next flush
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
              if "ControlPlane" in a["name"]]
     assert names

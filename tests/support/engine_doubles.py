@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from deployments.config import ChatEngine
-from messages import APIError, Chunk
+from messages import APIError, Chunk, StreamUsage
 
 
 class EngineDoubleForTests:
@@ -28,6 +28,7 @@ class EngineDoubleForTests:
         self.started = self.stopped = False
         self.dead = False
         self.sent: list[dict[str, Any]] = []
+        self.shown: StreamUsage | None = None
         self.answer: dict[str, Any] | APIError | list[Chunk] = {
             "object": "chat.completion", "choices": [],
             "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
@@ -46,8 +47,10 @@ class EngineDoubleForTests:
     async def running_requests(self) -> int:
         return 0
 
-    async def chat(self, body: dict[str, Any]) -> dict[str, Any] | AsyncIterator[Chunk] | APIError:
+    async def chat(self, body: dict[str, Any], shown: StreamUsage | None = None
+                   ) -> dict[str, Any] | AsyncIterator[Chunk] | APIError:
         self.sent.append(body)
+        self.shown = shown
         if self.dies_while_running is not None:
             self.dead = True
             if isinstance(self.dies_while_running, APIError):

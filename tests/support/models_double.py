@@ -8,7 +8,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from app.errors import model_not_found
-from messages import APIError, Chunk, EmbeddingJob, FinalUsage, ModelCard, Reply, Usage
+from messages import (
+    APIError,
+    Chunk,
+    EmbeddingJob,
+    FinalUsage,
+    ModelCard,
+    Reply,
+    StreamUsage,
+    Usage,
+)
 
 CHAT = "org/chat-model:bf16"
 EMBED = "org/embed-model:fp32"
@@ -51,7 +60,7 @@ class ModelsDoubleForTests:
         return Reply({"object": "chat.completion", "model": model}, Usage(0))
 
     async def chat_stream(
-        self, model: str, body: dict[str, Any], include_usage: bool
+        self, model: str, body: dict[str, Any], shown: StreamUsage
     ) -> AsyncIterator[Chunk | FinalUsage]:
         self.sent.append(body)
         if self.refusal is not None:

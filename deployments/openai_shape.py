@@ -1,0 +1,119 @@
+"""vLLM's chat replies and stream chunks in exactly OpenAI's shape (docs/api.md, "Chat
+completions" and "Streaming and usage").
+
+vLLM's serving layer adds fields of its own (token ids, the prompt's text, stop reasons),
+leaves out fields OpenAI's schema requires as null, and reports per-chunk usage per choice.
+Here every reply and chunk is read once, put in OpenAI's shape, and its usage taken for
+metering, so nothing downstream parses a frame.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from messages import Chunk, StreamUsage, Usage
+
+# vLLM's own fields: in a reply or chunk, and in each choice.
+_ENGINE_FIELDS = ("prompt_token_ids", "prompt_logprobs", "prompt_text", "kv_transfer_params",
+                  "ec_transfer_params", "metrics")
+_ENGINE_CHOICE_FIELDS = ("token_ids", "stop_reason", "routed_experts")
+# vLLM's reasoning output, on a message or delta; OpenAI's chat completion has no such field.
+_ENGINE_MESSAGE_FIELDS = ("reasoning", "reasoning_content")
+
+
+def reply(body: dict[str, Any]) -> dict[str, Any]:
+    """A whole reply (``model_dump()`` of vLLM's, nulls kept) in OpenAI's shape."""
+    _drop(body, _ENGINE_FIELDS)
+    for choice in body.get("choices", []):
+        _drop(choice, _ENGINE_CHOICE_FIELDS)
+        choice.setdefault("logprobs", None)
+        message = choice.get("message", {})
+        _drop(message, _ENGINE_MESSAGE_FIELDS)
+        message.setdefault("content", None)
+        message.setdefault("refusal", None)
+        for key in ("tool_calls", "function_call", "audio", "annotations"):
+            if not message.get(key):  # optional: absent rather than null or empty
+                message.pop(key, None)
+        for call in message.get("tool_calls", []):
+            _drop_nulls(call)
+    return body
+
+
+class StreamShaper:
+    """One stream's chunks, in order: OpenAI's fields, and usage as the client asked for it.
+
+    The engine always reports usage on every chunk (continuous usage stats), counting the
+    completion tokens of the chunk's own choice; a chunk's usage here is cumulative over all
+    choices, which is what a request with ``n`` > 1 is billed."""
+
+    def __init__(self, shown: StreamUsage) -> None:
+        self._shown = shown
+        self._prompt = 0
+        self._completion: dict[int, int] = {}  # per choice index
+
+    def chunk(self, frame: str) -> Chunk:
+        payload = frame.removeprefix("data: ").rstrip()
+        if not payload.startswith("{"):  # "[DONE]"
+            return Chunk(frame, None)
+        data = json.loads(payload)
+        if "error" in data:  # an error event: passed on as the engine wrote it
+            return Chunk(frame, None)
+        usage = self._usage(data)
+        usage_only = data.get("choices") == [] and usage is not None
+        _drop(data, _ENGINE_FIELDS)
+        for choice in data.get("choices", []):
+            _chunk_choice(choice)
+        if usage_only:
+            assert usage is not None
+            data["usage"] = _reported(usage)
+        elif self._shown.every_chunk and usage is not None:
+            data["usage"] = _reported(usage)
+        elif self._shown.trailing:
+            data["usage"] = None  # OpenAI's protocol: null until the trailing chunk
+        else:
+            data.pop("usage", None)
+        return Chunk(f"data: {json.dumps(data, separators=(',', ':'))}\n\n", usage,
+                     usage_only=usage_only)
+
+    def _usage(self, data: dict[str, Any]) -> Usage | None:
+        reported = data.get("usage")
+        if reported is None:
+            return None
+        if data.get("choices") == []:  # the engine's final count, over every choice
+            return Usage.of(reported)
+        self._prompt = int(reported.get("prompt_tokens") or 0)
+        for choice in data.get("choices", []):
+            self._completion[int(choice.get("index", 0))] = int(
+                reported.get("completion_tokens") or 0)
+        return Usage(self._prompt, sum(self._completion.values()))
+
+
+def _chunk_choice(choice: dict[str, Any]) -> None:
+    _drop(choice, _ENGINE_CHOICE_FIELDS)
+    choice.setdefault("logprobs", None)
+    choice.setdefault("finish_reason", None)
+    delta = choice.get("delta", {})
+    _drop(delta, _ENGINE_MESSAGE_FIELDS)
+    for call in delta.get("tool_calls") or []:
+        # A continuation delta carries only what it continues: no "name": null, "id": null.
+        _drop_nulls(call)
+
+
+def _reported(usage: Usage) -> dict[str, int]:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens}
+
+
+def _drop(data: dict[str, Any], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        data.pop(key, None)
+
+
+def _drop_nulls(call: dict[str, Any]) -> None:
+    for key in [k for k, v in call.items() if v is None]:
+        del call[key]
+    function = call.get("function")
+    if isinstance(function, dict):
+        for key in [k for k, v in function.items() if v is None]:
+            del function[key]

@@ -1,0 +1,112 @@
+"""deployments/openai_shape.py: vLLM's replies and chunks in OpenAI's shape, with usage where
+the client asked for it and summed over every choice."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from deployments.openai_shape import StreamShaper, reply
+from messages import StreamUsage, Usage
+
+DEFAULT = StreamUsage()  # usage on every chunk
+OPENAI = StreamUsage(every_chunk=False, trailing=True)  # include_usage
+
+
+def frame(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data)}\n\n"
+
+
+def token(index: int, text: str, prompt: int, completion: int, **choice: Any) -> str:
+    """A chunk as vLLM writes it with continuous usage: usage counts the chunk's own choice."""
+    return frame({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                  "prompt_token_ids": None,
+                  "choices": [{"index": index, "delta": {"content": text}, "logprobs": None,
+                               "finish_reason": None, "token_ids": None, **choice}],
+                  "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                            "total_tokens": prompt + completion}})
+
+
+def trailing(prompt: int, completion: int) -> str:
+    return frame({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                  "choices": [], "usage": {"prompt_tokens": prompt,
+                                           "completion_tokens": completion,
+                                           "total_tokens": prompt + completion}})
+
+
+def shown(chunk_frame: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(chunk_frame.removeprefix("data: "))
+    return data
+
+
+def test_usage_on_every_chunk_is_cumulative_over_all_choices() -> None:
+    shaper = StreamShaper(DEFAULT)
+    frames = [token(0, "a", 5, 1), token(1, "b", 5, 1), token(0, "c", 5, 2), token(1, "d", 5, 2)]
+    chunks = [shaper.chunk(f) for f in frames]
+    assert [c.usage for c in chunks] == [Usage(5, 1), Usage(5, 2), Usage(5, 3), Usage(5, 4)]
+    assert shown(chunks[-1].frame)["usage"] == {"prompt_tokens": 5, "completion_tokens": 4,
+                                                "total_tokens": 9}
+    final = shaper.chunk(trailing(5, 4))
+    assert (final.usage, final.usage_only) == (Usage(5, 4), True)
+
+
+def test_include_usage_is_openais_protocol_null_until_the_trailing_chunk() -> None:
+    shaper = StreamShaper(OPENAI)
+    chunk = shaper.chunk(token(0, "a", 5, 1))
+    assert shown(chunk.frame)["usage"] is None
+    assert chunk.usage == Usage(5, 1)  # metered all the same, should the client leave now
+    final = shaper.chunk(trailing(5, 1))
+    assert shown(final.frame)["usage"]["total_tokens"] == 6 and final.usage_only
+
+
+def test_continuous_usage_stats_off_leaves_usage_out() -> None:
+    shaper = StreamShaper(StreamUsage(every_chunk=False, trailing=False))
+    chunk = shaper.chunk(token(0, "a", 5, 1))
+    assert "usage" not in shown(chunk.frame) and chunk.usage == Usage(5, 1)
+
+
+def test_both_on_shows_usage_on_every_chunk_and_the_trailing_one() -> None:
+    shaper = StreamShaper(StreamUsage(every_chunk=True, trailing=True))
+    assert shown(shaper.chunk(token(0, "a", 5, 1)).frame)["usage"]["completion_tokens"] == 1
+
+
+def test_chunks_carry_openais_fields_only() -> None:
+    chunk = StreamShaper(DEFAULT).chunk(token(0, "a", 5, 1, stop_reason=None))
+    data = shown(chunk.frame)
+    assert "prompt_token_ids" not in data
+    [choice] = data["choices"]
+    assert set(choice) == {"index", "delta", "logprobs", "finish_reason"}
+
+
+def test_a_continuation_tool_call_delta_leaves_out_what_it_does_not_carry() -> None:
+    call = {"index": 0, "id": None, "type": None,
+            "function": {"name": None, "arguments": "{\"ci"}}
+    chunk = StreamShaper(DEFAULT).chunk(token(0, "", 5, 1) .replace(
+        '"delta": {"content": ""}', '"delta": {"tool_calls": [' + json.dumps(call) + "]}"))
+    [sent] = shown(chunk.frame)["choices"][0]["delta"]["tool_calls"]
+    assert sent == {"index": 0, "function": {"arguments": "{\"ci"}}
+
+
+def test_done_and_error_events_pass_as_they_are() -> None:
+    shaper = StreamShaper(DEFAULT)
+    assert shaper.chunk("data: [DONE]\n\n").frame == "data: [DONE]\n\n"
+    error = frame({"error": {"message": "x", "type": "server_error", "param": None,
+                             "code": None}})
+    assert shaper.chunk(error).frame == error
+
+
+def test_a_reply_has_openais_required_fields_and_none_of_the_engines() -> None:
+    body = reply({
+        "id": "c", "object": "chat.completion", "created": 1, "model": "m",
+        "prompt_logprobs": None, "prompt_token_ids": None, "kv_transfer_params": None,
+        "ec_transfer_params": None, "metrics": None,
+        "choices": [{"index": 0, "finish_reason": "stop", "stop_reason": None,
+                     "token_ids": None, "routed_experts": None,
+                     "message": {"role": "assistant", "content": "Paris", "tool_calls": [],
+                                 "reasoning": None}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+    })
+    assert set(body) == {"id", "object", "created", "model", "choices", "usage"}
+    [choice] = body["choices"]
+    assert set(choice) == {"index", "finish_reason", "logprobs", "message"}
+    assert choice["message"] == {"role": "assistant", "content": "Paris", "refusal": None}
