@@ -8,6 +8,10 @@ once; one that has just finished a batch (under load) waits up to ``wait_s`` for
 before a batch that is not full: the inputs of the next call from an ingress are usually on
 their way, and one batch of them all encodes faster than two halves (docs/performance.md,
 "The embedding replica's batcher and threads").
+
+Requests take turns: a batch takes one input from each waiting request in turn, so a request
+of hundreds of inputs is encoded in slices between the batches of requests that came after
+it, instead of holding them all up for its whole duration.
 """
 
 from __future__ import annotations
@@ -30,18 +34,26 @@ class ContinuousBatcher(Generic[Item, Result]):
         self._run = run
         self.max_batch_size = max_batch_size
         self.wait_s = wait_s
-        self._queue: deque[tuple[Item, asyncio.Future[Result]]] = deque()
+        # One queue per request that is waiting, in the order they came.
+        self._requests: deque[deque[tuple[Item, asyncio.Future[Result]]]] = deque()
         self._worker: asyncio.Task[None] | None = None
         self._last_batch_ended = float("-inf")
 
     async def submit(self, item: Item) -> Result:
-        """``item``'s result, computed in a batch with whatever else is queued. A caller who
-        gives up (cancelled) leaves its item out of any batch that has not started."""
-        done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._queue.append((item, done))
+        [result] = await self.submit_all([item])
+        return result
+
+    async def submit_all(self, items: list[Item]) -> list[Result]:
+        """One request's items' results, computed in batches with whatever else is queued.
+        A caller who gives up (cancelled) leaves its items out of any batch not started."""
+        loop = asyncio.get_running_loop()
+        entries = deque((item, loop.create_future()) for item in items)
+        futures = [done for _, done in entries]
+        if entries:
+            self._requests.append(entries)
         if self._worker is None or self._worker.done():
-            self._worker = asyncio.get_running_loop().create_task(self._batches())
-        return await done
+            self._worker = loop.create_task(self._batches())
+        return list(await asyncio.gather(*futures))
 
     async def _batches(self) -> None:
         while True:
@@ -57,17 +69,21 @@ class ContinuousBatcher(Generic[Item, Result]):
                 self._last_batch_ended = time.monotonic()
 
     def _wait(self) -> float:
-        if len(self._queue) >= self.max_batch_size:
+        if sum(len(request) for request in self._requests) >= self.max_batch_size:
             return 0.0
         idle = time.monotonic() - self._last_batch_ended
         return 0.0 if idle > self.wait_s else self.wait_s
 
     def _take(self) -> list[tuple[Item, asyncio.Future[Result]]]:
+        """Up to ``max_batch_size`` inputs, one from each waiting request in turn."""
         batch: list[tuple[Item, asyncio.Future[Result]]] = []
-        while self._queue and len(batch) < self.max_batch_size:
-            entry = self._queue.popleft()
+        while self._requests and len(batch) < self.max_batch_size:
+            request = self._requests.popleft()
+            entry = request.popleft()
             if not entry[1].done():  # not given up on
                 batch.append(entry)
+            if request:
+                self._requests.append(request)  # its next input waits for its next turn
         return batch
 
 

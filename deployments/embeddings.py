@@ -12,7 +12,9 @@ import base64
 import copy
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 from ray import serve
@@ -33,6 +35,7 @@ from messages import (
 )
 
 logger = logging.getLogger("ray.serve")
+T = TypeVar("T")
 
 # A batch encoded this recently proves the model works; no extra encode for the health check.
 HEALTHY_IF_ENCODED_WITHIN_S = 30.0
@@ -78,10 +81,11 @@ class EmbeddingDeployment:
         if threads is not None:
             torch.set_num_threads(threads)
         self.model = SentenceTransformer(resolve(self.spec.source), device=settings.device)
-        # Counting and truncating run on the event loop while encode() tokenizes in its
-        # thread; a fast tokenizer's padding and truncation are state each call sets, so
-        # sharing one makes encode() fail under load. The event loop has its own copy.
+        # Counting and truncating run in a thread of their own while encode() tokenizes in
+        # its thread; a fast tokenizer's padding and truncation are state each call sets, so
+        # sharing one makes encode() fail under load. Counting has its own copy.
         self.tokenizer = copy.deepcopy(self.model.tokenizer)
+        self._tokenizer_thread = ThreadPoolExecutor(1, thread_name_prefix="tokenizer")
         self.max_tokens: int = self.model.max_seq_length or self.tokenizer.model_max_length
         self.dimensions: int = self.model.get_embedding_dimension() or 0
         # What the config told GET /v1/models while no replica ran must be what is served.
@@ -133,6 +137,17 @@ class EmbeddingDeployment:
         encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
+    async def _tokenizing(self, work: Callable[..., T], *args: Any) -> T:
+        """Counting and truncating run in the tokenizer's own thread: a large request's never
+        stalls the event loop that answers every other request (and health checks), and
+        one thread keeps the tokenizer's per-call state to one call at a time."""
+        return await asyncio.get_running_loop().run_in_executor(self._tokenizer_thread, work,
+                                                                *args)
+
+    def _all_truncated(self, texts: list[str], counts: list[int], limit: int) -> list[str]:
+        return [self._truncated(t, limit) if c > limit else t
+                for t, c in zip(texts, counts, strict=True)]
+
     def _truncated(self, text: str, limit: int) -> str:
         """``text`` cut to at most ``limit`` tokens, special tokens included."""
         special = len(self.tokenizer("", add_special_tokens=True)["input_ids"])
@@ -159,12 +174,11 @@ class EmbeddingDeployment:
             return APIError(
                 400, f"'dimensions' must be at most {self.dimensions} for {self.spec.id}, "
                 f"got {job.dimensions}.", param="dimensions")
-        counts = self._token_counts(texts)
+        counts = await self._tokenizing(self._token_counts, texts)
         if job.truncate_prompt_tokens is not None:  # the client asked for truncation
             asked = job.truncate_prompt_tokens
             limit = self.max_tokens if asked == -1 else min(asked, self.max_tokens)
-            texts = [self._truncated(t, limit) if c > limit else t
-                     for t, c in zip(texts, counts, strict=True)]
+            texts = await self._tokenizing(self._all_truncated, texts, counts, limit)
             counts = [min(c, limit) for c in counts]
         elif not self.truncate:
             for index, count in enumerate(counts):
@@ -174,7 +188,7 @@ class EmbeddingDeployment:
                         400, f"{where} is {count} tokens long; {self.spec.id} takes at most "
                         f"{self.max_tokens} tokens per input.", param="input")
         queued = time.monotonic()
-        vectors = await asyncio.gather(*(self._batcher.submit((text, queued)) for text in texts))
+        vectors = await self._batcher.submit_all([(text, queued) for text in texts])
         usage = Usage(sum(min(c, self.max_tokens) for c in counts))
         return Reply(
             {

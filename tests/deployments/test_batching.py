@@ -143,3 +143,29 @@ def test_a_model_that_loses_inputs_is_an_error_not_a_shifted_answer() -> None:
 def test_a_batch_size_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="max_batch_size"):
         ContinuousBatcher(ModelDouble().run, max_batch_size=0)
+
+
+async def test_requests_take_turns_so_a_large_one_does_not_hold_up_a_small_one() -> None:
+    model = ModelDouble()
+    batcher: ContinuousBatcher[int, int] = ContinuousBatcher(model.run, max_batch_size=4)
+    large = asyncio.create_task(batcher.submit_all(list(range(100, 110))))
+    small = asyncio.create_task(batcher.submit_all([7]))
+    assert await small == [14]
+    assert await large == [2 * i for i in range(100, 110)]
+    assert model.batches[0] == [100, 7, 101, 102]  # one from each request in turn
+    assert [len(b) for b in model.batches] == [4, 4, 3]
+
+
+async def test_a_request_arriving_while_a_large_one_runs_goes_in_the_next_batch() -> None:
+    model = ModelDouble()
+    model.hold.clear()
+    batcher: ContinuousBatcher[int, int] = ContinuousBatcher(model.run, max_batch_size=4)
+    large = asyncio.create_task(batcher.submit_all(list(range(100, 112))))
+    while not model.batches:
+        await asyncio.sleep(0)
+    small = asyncio.create_task(batcher.submit_all([7]))
+    await asyncio.sleep(0)
+    model.hold.set()
+    assert await small == [14]
+    assert 7 in model.batches[1]
+    await large
