@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, TypeVar
 
@@ -15,22 +16,23 @@ from app.errors import APIError, bad_request, from_validation_error
 MAX_JSON_DEPTH = 64
 
 
-async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The request body as a JSON object, read with a size limit whatever the headers say."""
+async def read_json(request: Request, max_bytes: int, timeout_s: float = 30.0
+                    ) -> dict[str, Any]:
+    """The request body as a JSON object, read with a size limit whatever the headers say
+    and a time limit however slowly it comes (a client that sends a byte at a time holds an
+    ingress slot for nothing)."""
     content_type = request.headers.get("content-type", "application/json")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise APIError(415, f"Content-Type must be application/json, got '{content_type}'.")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(max_bytes)
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    try:
+        async with asyncio.timeout(timeout_s):
+            raw = await _read(request, max_bytes)
+    except TimeoutError:
+        raise APIError(408, f"The request body did not arrive within {timeout_s:g} s.",
+                       code="body_timeout") from None
     if not raw.strip():
         raise bad_request("The request body is empty; expected a JSON object.")
     data = _parsed(raw)
@@ -86,6 +88,17 @@ def validated(schema: type[Schema], data: dict[str, Any]) -> Schema:
         return schema.model_validate(data)
     except ValidationError as exc:
         raise from_validation_error(exc, data) from None
+
+
+async def _read(request: Request, max_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _too_large(max_bytes: int) -> APIError:

@@ -20,6 +20,7 @@ from control.deployment import ControlPlaneAPI
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_REQUEST_TIMEOUT_S = 600.0
+DEFAULT_BODY_TIMEOUT_S = 30.0
 
 ModelRequest = TypeVar("ModelRequest", ChatCompletionRequest, EmbeddingRequest)
 
@@ -28,6 +29,7 @@ ModelRequest = TypeVar("ModelRequest", ChatCompletionRequest, EmbeddingRequest)
 class Limits:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
 
 
 class Services:
@@ -51,7 +53,9 @@ class Services:
         """Who calls, and their validated request for a model of ``task``: in this order,
         so a caller without a key learns nothing about the body or the models."""
         who = await self.caller(request, "model")
-        req = validated(schema, await read_json(request, self.limits.max_body_bytes))
+        limits = self.limits
+        req = validated(schema, await read_json(request, limits.max_body_bytes,
+                                                limits.body_timeout_s))
         model: str = req.model
         actual = await self.models.task_of(model)
         if actual != task:

@@ -178,6 +178,11 @@ class IngressSpec(Strict):
         600.0, gt=0, description="Deadline for one request, streams included; past it the "
         "engine request is aborted and the client gets a 503 (or an error event)."
     )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Longest a client may take to send its request body; past "
+        "it a 408. Shorter frees the slots of slow clients sooner; too short refuses large "
+        "bodies on slow links."
+    )
 
     @model_validator(mode="after")
     def _router(self) -> IngressSpec:
@@ -187,7 +192,8 @@ class IngressSpec(Strict):
 
     def limits(self) -> dict[str, Any]:
         return {"max_body_bytes": self.max_body_bytes,
-                "request_timeout_s": self.request_timeout_s}
+                "request_timeout_s": self.request_timeout_s,
+                "body_timeout_s": self.body_timeout_s}
 
 
 class AppConfig(Strict):

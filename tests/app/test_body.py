@@ -4,6 +4,7 @@ tested through the app in test_api.py."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -78,3 +79,20 @@ def test_validation_names_the_field_at_fault() -> None:
     with pytest.raises(APIError) as raised:
         validated(Schema, {"model": "m", "n": "many"})
     assert (raised.value.status, raised.value.param) == (400, "n")
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_a_408() -> None:
+    parts = iter([{"type": "http.request", "body": b'{"a":', "more_body": True}])
+
+    async def receive() -> dict[str, Any]:
+        part = next(parts, None)
+        if part is None:
+            await asyncio.Event().wait()  # the rest never comes: a client sending nothing more
+        assert part is not None
+        return part
+
+    req = Request({"type": "http", "method": "POST",
+                   "headers": [(b"content-type", b"application/json")]}, receive)
+    with pytest.raises(APIError) as raised:
+        await read_json(req, 100, timeout_s=0.05)
+    assert (raised.value.status, raised.value.code) == (408, "body_timeout")
