@@ -1,6 +1,6 @@
 """What crosses a Serve handle between the ingress (``app/``) and the model deployments
 (``deployments/``): requests, whole replies, stream items, model cards and routes, and the one
-error type. Both sides import this module and nothing of each other.
+error type. A model replica imports nothing of the ingress but this module.
 
 Replies and stream items are slotted dataclasses: a stream item is pickled once per chunk on
 the replica and unpickled once at the ingress, and a slotted dataclass costs the least of the

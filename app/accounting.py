@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Self, TypeVar
@@ -23,7 +23,7 @@ from app import metrics
 from app.auth import Caller
 from app.errors import timed_out
 from app.quota_gate import Admission, QuotaGate
-from app.sse import SSEResponse, relay
+from app.sse import SSEResponse, close, relay
 from app.usage_meter import UsageMeter
 from messages import Chunk, FinalUsage, Reply, Usage
 
@@ -76,19 +76,18 @@ class Accounting:
         self._streaming = True
         state = self._request.state
 
-        async def never_relayed() -> None:
-            # The client left before the relay's first step: what the engine generated (the
-            # first chunk's usage) is metered all the same, and the rest of the stream is
-            # closed, which ends the engine's request.
+        async def on_response_end() -> None:
+            # The client left before the relay's first step, so the relay never ran: what
+            # the engine generated (the first chunk's usage) is metered all the same, and the
+            # rest of the stream is closed, which ends the engine's request.
             if not self._done_already:
-                if isinstance(rest, AsyncGenerator):
-                    await rest.aclose()
+                await close(rest)
                 self._done(first.usage)
 
         return SSEResponse(
             relay(first, rest, state.request_id, self._done, self._deadline,
                   _token_clock(self._model, state.arrived)),
-            on_end=never_relayed,
+            on_end=on_response_end,
             headers=self._headers,
         )
 

@@ -56,10 +56,11 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     """A path that is no route, or a method the route does not take: answered only to a
     caller with a valid key, so that the route table is not probed without one."""
     assert isinstance(exc, HTTPException)
-    try:
-        await services_of(request).auth.key(request.headers)
-    except APIError as denied:
-        return error_response(denied)
+    if request.url.path != "/health":  # open to anyone, whatever the method
+        try:
+            await services_of(request).auth.key(request.headers)
+        except APIError as denied:
+            return error_response(denied)
     if exc.status_code == 404:
         err = APIError(404, f"Unknown route: {request.method} {request.url.path}.")
     elif exc.status_code == 405:

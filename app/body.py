@@ -16,8 +16,7 @@ from app.errors import APIError, bad_request, from_validation_error
 MAX_JSON_DEPTH = 64
 
 
-async def read_json(request: Request, max_bytes: int, timeout_s: float = 30.0
-                    ) -> dict[str, Any]:
+async def read_json(request: Request, max_bytes: int, timeout_s: float) -> dict[str, Any]:
     """The request body as a JSON object, read with a size limit whatever the headers say
     and a time limit however slowly it comes (a client that sends a byte at a time holds an
     ingress slot for nothing)."""
@@ -39,8 +38,7 @@ async def read_json(request: Request, max_bytes: int, timeout_s: float = 30.0
     if not isinstance(data, dict):
         raise bad_request("The request body must be a JSON object.")
     if _depth(data) > MAX_JSON_DEPTH:
-        raise bad_request(f"The request body nests arrays and objects deeper than "
-                          f"{MAX_JSON_DEPTH} levels.")
+        raise _too_deep()
     try:  # JSON may spell lone UTF-16 surrogates ("\\ud800"); no tokenizer takes them
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
@@ -56,8 +54,7 @@ def _parsed(raw: bytes) -> Any:
     try:
         return json.loads(raw)
     except RecursionError:
-        raise bad_request(f"The request body nests arrays and objects deeper than "
-                          f"{MAX_JSON_DEPTH} levels.") from None
+        raise _too_deep() from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, over-long integers
         reason = str(exc).split(";")[0].rstrip(".")
         raise bad_request(f"The request body is not valid JSON: {reason}.") from None
@@ -99,6 +96,11 @@ async def _read(request: Request, max_bytes: int) -> bytes:
             raise _too_large(max_bytes)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _too_deep() -> APIError:
+    return bad_request(f"The request body nests arrays and objects deeper than "
+                       f"{MAX_JSON_DEPTH} levels.")
 
 
 def _too_large(max_bytes: int) -> APIError:

@@ -45,8 +45,9 @@ class Strict(BaseModel):
 
 @functools.cache
 def _optional_fields(model: type[BaseModel]) -> frozenset[str]:
-    return frozenset(name for field_name, field in model.model_fields.items()
-                     if not field.is_required() for name in (field_name, field.alias) if name)
+    # A field with an alias is spelled by its alias only (no populate_by_name).
+    return frozenset(field.alias or name for name, field in model.model_fields.items()
+                     if not field.is_required())
 
 
 # --- chat messages -------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -31,7 +31,7 @@ async def relay(
     done: Callable[[Usage | None], None],
     deadline: float,
     tick: Callable[[], None],
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The engine's SSE frames as it made them; ``done`` gets the stream's usage when it ends.
 
     The usage is the last a chunk reported (for a stream the client cut off: the tokens
@@ -64,20 +64,29 @@ async def relay(
         yield DONE
     finally:
         done(usage)
+        await close(rest)  # the model's stream ends with the client's: the engine aborts
+
+
+async def close(stream: AsyncIterator[object]) -> None:
+    if isinstance(stream, AsyncGenerator):
+        await stream.aclose()
 
 
 class SSEResponse(StreamingResponse):
-    """An event stream that calls ``on_end`` however the response ends: finished, failed, or
-    cancelled because the client left, even before the first frame was sent (when the relay
-    never started and so never ran its own ``finally``)."""
+    """An event stream whose frames are closed however the response ends (finished, failed,
+    or cut because the client left: starlette itself leaves a cut stream's iterator open, its
+    ``finally`` unrun), and then ``on_end`` is called."""
 
-    def __init__(self, frames: AsyncIterator[str], on_end: Callable[[], Awaitable[None]],
+    def __init__(self, frames: AsyncGenerator[str, None],
+                 on_end: Callable[[], Awaitable[None]],
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(frames, media_type="text/event-stream", headers=headers)
+        self._frames = frames
         self._on_end = on_end
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
+            await self._frames.aclose()  # runs the relay's finally, if it had started
             await self._on_end()

@@ -1,6 +1,7 @@
 """What a chat stream item costs to cross a Serve handle, by its type: the SSE text alone (the
 items before typed messages), the slotted dataclass :class:`messages.Chunk`, and a pydantic
-model of the same fields; plus the replica's one parse of each vLLM frame for its usage.
+model of the same fields; plus the replica's one reading of each vLLM frame (its shape and
+usage, deployments/openai_shape.py).
 
 Serve pickles each item a replica's generator yields and the ingress unpickles it; the round
 trip here is the same calls (pickle protocol 5, cloudpickle as Ray ships it). Instructions, not
@@ -22,8 +23,8 @@ from typing import Any
 from pydantic import BaseModel
 from ray import cloudpickle
 
-from deployments.vllm_engine import _chunk
-from messages import Chunk, Usage
+from deployments.openai_shape import StreamShaper
+from messages import Chunk, StreamUsage, Usage
 
 # A chunk of the built-in chat model's stream as vLLM writes it (continuous usage on).
 FRAME = "data: " + json.dumps({
@@ -74,8 +75,9 @@ def main() -> None:
         cloud = per_call_us(round_trip(lambda x: cloudpickle.dumps(x, protocol=5), item))
         print(f"{name:38s} {size:5d} B pickled  pickle {plain:6.2f} us  "
               f"cloudpickle {cloud:6.2f} us per round trip")
-    parse = per_call_us(lambda: _chunk(FRAME))
-    print(f"{'replica: parse a frame for its usage':38s} {parse:6.2f} us")
+    shaper = StreamShaper(StreamUsage())
+    parse = per_call_us(lambda: shaper.chunk(FRAME))
+    print(f"{'replica: shape a frame, take its usage':38s} {parse:6.2f} us")
     mark = '"usage"'
     sniff = per_call_us(lambda: mark in FRAME)
     print(f"{'ingress before: find usage by substring':38s} {sniff:6.2f} us")

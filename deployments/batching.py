@@ -53,7 +53,12 @@ class ContinuousBatcher(Generic[Item, Result]):
             self._requests.append(entries)
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._batches())
-        return list(await asyncio.gather(*futures))
+        try:
+            return list(await asyncio.gather(*futures))
+        except BaseException:
+            for done in futures:  # a failed slice fails the request: its rest is not encoded
+                done.cancel()
+            raise
 
     async def _batches(self) -> None:
         while True:

@@ -103,6 +103,9 @@ class ChatDeployment:
         if isinstance(result, dict):
             raise TypeError("a streaming request produced a whole reply")
         async for chunk in result:
+            if isinstance(chunk, APIError):  # the engine refused it before its first chunk
+                yield chunk
+                return
             if chunk.usage_only and not shown.trailing:
                 # Not for the client, who did not ask for it; the ingress meters it.
                 assert chunk.usage is not None

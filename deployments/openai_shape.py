@@ -57,8 +57,6 @@ class StreamShaper:
         if not payload.startswith("{"):  # "[DONE]"
             return Chunk(frame, None)
         data = json.loads(payload)
-        if "error" in data:  # an error event: passed on as the engine wrote it
-            return Chunk(frame, None)
         usage = self._usage(data)
         usage_only = data.get("choices") == [] and usage is not None
         _drop(data, _ENGINE_FIELDS)
@@ -73,7 +71,8 @@ class StreamShaper:
             data["usage"] = None  # OpenAI's protocol: null until the trailing chunk
         else:
             data.pop("usage", None)
-        return Chunk(f"data: {json.dumps(data, separators=(',', ':'))}\n\n", usage,
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return Chunk(f"data: {text}\n\n", usage,
                      usage_only=usage_only)
 
     def _usage(self, data: dict[str, Any]) -> Usage | None:
@@ -87,6 +86,15 @@ class StreamShaper:
             self._completion[int(choice.get("index", 0))] = int(
                 reported.get("completion_tokens") or 0)
         return Usage(self._prompt, sum(self._completion.values()))
+
+
+def engine_error(frame: str) -> tuple[int, str, str | None] | None:
+    """The status, message and param of an error event vLLM wrote into a stream, if
+    ``frame`` is one (its envelope is vLLM's own: ``code`` the HTTP status)."""
+    if not frame.startswith('data: {"error"'):
+        return None
+    error = json.loads(frame.removeprefix("data: "))["error"]
+    return int(error.get("code") or 500), str(error.get("message", "")), error.get("param")
 
 
 def _chunk_choice(choice: dict[str, Any]) -> None:

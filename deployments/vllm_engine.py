@@ -133,7 +133,7 @@ class VLLMChatEngine:
         return 0 if processor is None else int(processor.get_num_unfinished_requests())
 
     async def chat(self, body: dict[str, Any], shown: StreamUsage | None = None
-                   ) -> dict[str, Any] | AsyncIterator[Chunk] | APIError:
+                   ) -> dict[str, Any] | AsyncIterator[Chunk | APIError] | APIError:
         """Run one chat completion; ``body`` is an already-validated OpenAI request.
 
         Returns the reply, the stream's chunks (with their usage shown as ``shown`` says),
@@ -171,9 +171,21 @@ class VLLMChatEngine:
 
 
 async def _shaped(frames: AsyncIterator[str], shaper: openai_shape.StreamShaper
-                  ) -> AsyncIterator[Chunk]:
+                  ) -> AsyncIterator[Chunk | APIError]:
+    """The stream in OpenAI's shape. An error vLLM writes into it is the client's HTTP error
+    if nothing was sent yet; later, a failure of the stream (the ingress sends its own error
+    event, without the engine's words)."""
+    started = False
     async for frame in frames:
-        yield shaper.chunk(frame)
+        error = openai_shape.engine_error(frame)
+        if error is None:
+            started = True
+            yield shaper.chunk(frame)
+        elif not started:
+            yield _failure(*error)
+            return
+        else:
+            raise RuntimeError(f"the engine failed during the stream: {error[1]}")
 
 
 def _forced_tool_call(body: dict[str, Any]) -> dict[str, Any]:

@@ -41,7 +41,8 @@ async def chat_completions(request: Request) -> Response:
             return books.reply(await books.within_deadline(services.models.chat(req.model, body)))
         stream = services.models.chat_stream(req.model, body, req.stream_usage)
         first = await books.within_deadline(anext(stream))
-        assert not isinstance(first, FinalUsage)
+        if isinstance(first, FinalUsage):
+            raise TypeError("the model's stream began with its final usage")
         return books.stream(first, stream)
 
 

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.requests import ClientDisconnect, Request
@@ -153,3 +154,40 @@ async def test_a_client_gone_before_the_first_frame_is_metered_and_its_stream_cl
         await response(scope, gone, send)
     assert closed.is_set()
     assert await books.ledger() == [(1, 6, 1)]
+
+
+async def test_a_client_gone_mid_stream_is_metered_to_the_last_chunk_read(
+        books: Books) -> None:
+    def token(n: int) -> Chunk:
+        return chunk({"choices": [{"delta": {}}], "usage": {"prompt_tokens": 6,
+                                                            "completion_tokens": n}})
+
+    closed = asyncio.Event()
+
+    async def engine_rest() -> AsyncIterator[Chunk | FinalUsage]:
+        try:
+            for n in range(2, 10):
+                yield token(n)
+        finally:
+            closed.set()
+
+    async with books.open() as account:
+        await account.admit(lambda: RESERVED)
+        response = account.stream(token(1), engine_rest())
+    sent: list[object] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message.get("body") and len(sent) == 3:
+            raise OSError("the client is gone")
+        sent.append(message)
+
+    async def receive() -> dict[str, str]:
+        await asyncio.Event().wait()  # no disconnect message: the failed send tells
+        return {}
+
+    scope = {"type": "http", "asgi": {"spec_version": "2.4"}, "headers": []}
+    with pytest.raises(ClientDisconnect):
+        await response(scope, receive, send)
+    assert closed.is_set()
+    [(requests, prompt, completion)] = await books.ledger()
+    assert (requests, prompt) == (1, 6) and completion >= 3  # the frames read, not the first

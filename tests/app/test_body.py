@@ -32,14 +32,14 @@ def request(*parts: bytes, headers: dict[str, str] | None = None) -> tuple[Reque
 
 async def refusal(req: Request, max_bytes: int = 100) -> APIError:
     with pytest.raises(APIError) as raised:
-        await read_json(req, max_bytes)
+        await read_json(req, max_bytes, timeout_s=5)
     return raised.value
 
 
 async def test_a_json_object_in_parts_is_read() -> None:
     req, _ = request(b'{"a": ', b'"\\u00e9"}',
                      headers={"content-type": "Application/JSON; charset=utf-8"})
-    assert await read_json(req, 100) == {"a": "é"}
+    assert await read_json(req, 100, timeout_s=5) == {"a": "é"}
 
 
 async def test_a_declared_size_over_the_limit_is_refused_unread() -> None:

@@ -20,6 +20,7 @@ from messages import (
     ModelRoute,
     ReplicaUnavailable,
     Reply,
+    StreamUsage,
     UnexpectedFailure,
     Usage,
 )
@@ -128,12 +129,12 @@ async def test_a_replys_own_error_is_raised_not_retried() -> None:
 
 async def test_a_stream_is_restarted_only_before_its_first_item() -> None:
     handle = HandleDoubleForTests(streams=[[ActorDiedError()], [DEAD_ENGINE], [A, B]])
-    got = [i async for i in models(handle).chat_stream("m", {}, False)]
+    got = [i async for i in models(handle).chat_stream("m", {}, StreamUsage())]
     assert got == [A, B] and handle.chat_stream.calls == 3
 
     broken = HandleDoubleForTests(streams=[[A, ActorDiedError()], [B]])
     with pytest.raises(ActorDiedError):
-        _ = [i async for i in models(broken).chat_stream("m", {}, False)]
+        _ = [i async for i in models(broken).chat_stream("m", {}, StreamUsage())]
     assert broken.chat_stream.calls == 1  # output had gone out: no second try
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from deployments.openai_shape import StreamShaper, reply
+from deployments.openai_shape import StreamShaper, engine_error, reply
 from messages import StreamUsage, Usage
 
 DEFAULT = StreamUsage()  # usage on every chunk
@@ -87,12 +87,19 @@ def test_a_continuation_tool_call_delta_leaves_out_what_it_does_not_carry() -> N
     assert sent == {"index": 0, "function": {"arguments": "{\"ci"}}
 
 
-def test_done_and_error_events_pass_as_they_are() -> None:
+def test_done_passes_as_it_is_and_an_engine_error_event_is_recognised() -> None:
     shaper = StreamShaper(DEFAULT)
     assert shaper.chunk("data: [DONE]\n\n").frame == "data: [DONE]\n\n"
-    error = frame({"error": {"message": "x", "type": "server_error", "param": None,
-                             "code": None}})
-    assert shaper.chunk(error).frame == error
+    error = frame({"error": {"message": "bad", "type": "BadRequestError", "param": "tools",
+                             "code": 400}})
+    assert engine_error(error) == (400, "bad", "tools")
+    assert engine_error(token(0, "a", 5, 1)) is None
+    assert engine_error("data: [DONE]\n\n") is None
+
+
+def test_text_goes_out_as_it_is_not_escaped() -> None:
+    chunk = StreamShaper(DEFAULT).chunk(token(0, "été", 5, 1))
+    assert '"content":"été"' in chunk.frame
 
 
 def test_a_reply_has_openais_required_fields_and_none_of_the_engines() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from deployments.config import ChatEngine
@@ -55,3 +57,26 @@ def test_engine_flags_carry_the_config() -> None:
     assert args[args.index("--max-model-len") + 1] == "1024"
     assert "--enable-auto-tool-choice" in args
     assert args[args.index("--generation-config") + 1] == "vllm"
+
+
+async def test_an_engine_error_event_is_the_clients_error_first_and_a_failure_later() -> None:
+    from deployments.openai_shape import StreamShaper
+    from deployments.vllm_engine import _shaped
+    from messages import APIError, StreamUsage
+
+    error = ('data: {"error": {"message": "bad tools", "type": "BadRequestError", '
+             '"param": "tools", "code": 400}}\n\n')
+    chunk = 'data: {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}\n\n'
+
+    async def frames(*items: str) -> AsyncIterator[str]:
+        for item in items:
+            yield item
+
+    first = [i async for i in _shaped(frames(error, "data: [DONE]\n\n"),
+                                      StreamShaper(StreamUsage()))]
+    assert len(first) == 1 and isinstance(first[0], APIError)
+    assert (first[0].status, first[0].param, first[0].code) == (400, "tools", None)
+    later = _shaped(frames(chunk, error), StreamShaper(StreamUsage()))
+    assert not isinstance(await anext(later), APIError)
+    with pytest.raises(RuntimeError, match="during the stream"):
+        await anext(later)
