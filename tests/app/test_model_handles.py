@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from ray.exceptions import ActorDiedError
 
+import messages
 from app import model_handles
 from app.model_handles import ServeModels
 from messages import (
@@ -20,14 +21,13 @@ from messages import (
     ModelRoute,
     ReplicaUnavailable,
     Reply,
-    StreamUsage,
-    UnexpectedFailure,
     Usage,
 )
 
 OK = Reply({"ok": True}, Usage(1))
 DEAD_ENGINE = ReplicaUnavailable("m")
 CARD = ModelCard(id="m", created=1, owned_by="o", task="chat", context_length=64)
+SHOWN = messages.StreamUsage()  # usage on every chunk, as by default
 A, B = Chunk("data: a\n\n", None), Chunk("data: b\n\n", None)
 
 
@@ -129,12 +129,12 @@ async def test_a_replys_own_error_is_raised_not_retried() -> None:
 
 async def test_a_stream_is_restarted_only_before_its_first_item() -> None:
     handle = HandleDoubleForTests(streams=[[ActorDiedError()], [DEAD_ENGINE], [A, B]])
-    got = [i async for i in models(handle).chat_stream("m", {}, StreamUsage())]
+    got = [i async for i in models(handle).chat_stream("m", {}, SHOWN)]
     assert got == [A, B] and handle.chat_stream.calls == 3
 
     broken = HandleDoubleForTests(streams=[[A, ActorDiedError()], [B]])
     with pytest.raises(ActorDiedError):
-        _ = [i async for i in models(broken).chat_stream("m", {}, StreamUsage())]
+        _ = [i async for i in models(broken).chat_stream("m", {}, SHOWN)]
     assert broken.chat_stream.calls == 1  # output had gone out: no second try
 
 
@@ -164,7 +164,7 @@ def embedding_models(handle: HandleDoubleForTests, **route: Any) -> ServeModels:
 async def test_coalesced_embeddings_go_through_embed_many_and_fail_one_by_one() -> None:
     handle = HandleDoubleForTests()
     handle.embed_many = MethodDoubleForTests(
-        [[OK], [UnexpectedFailure("ValueError('boom')")]])
+        [[OK], [messages.UnexpectedFailure("ValueError('boom')")]])
     served = embedding_models(handle, ingress_calls_in_flight=1, max_queued_requests=-1)
     assert await served.embed("e", job("a")) == OK
     with pytest.raises(RuntimeError, match="boom"):
