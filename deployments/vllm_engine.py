@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,6 +21,11 @@ from messages import APIError, Chunk, StreamUsage
 
 # vLLM's error types are HTTP-status names; the contract's envelope wants its own table.
 _CONTEXT_MARKERS = ("maximum context length", "context length", "max_model_len")
+# xgrammar's refusal of a schema: "Failed to transform json schema into a grammar: [hh:mm:ss]
+# <source>:<line>: <what>"; only <what> is the client's business.
+_GRAMMAR_FAILURE = re.compile(
+    r"Failed to transform json schema into a grammar:\s*(?:\[[^\]]*\]\s*)?(?:\S+:\d+:\s*)?(.*)",
+    re.DOTALL)
 
 
 def engine_cli_args(model_path: str, served_name: str, settings: ChatEngine) -> list[str]:
@@ -164,7 +170,7 @@ class VLLMChatEngine:
             if result.error.code >= 500:
                 raise
         if isinstance(result, ErrorResponse):
-            return _failure(result.error.code, result.error.message, result.error.param)
+            return _failure(result.error.code, result.error.message, result.error.param, body)
         if isinstance(result, ChatCompletionResponse):
             return openai_shape.reply(result.model_dump())
         return _shaped(result, openai_shape.StreamShaper(shown or StreamUsage()))
@@ -203,7 +209,16 @@ def _forced_tool_call(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _failure(status: int, message: str, param: str | None) -> APIError:
+def _failure(status: int, message: str, param: str | None,
+             body: dict[str, Any] | None = None) -> APIError:
+    grammar = _GRAMMAR_FAILURE.match(message)
+    if status == 400 and grammar is not None:
+        # The constrained-decoding library's words, without its log prefix and source line,
+        # and the field they concern (only a json_schema format or tools give it a schema).
+        answer_format = (body or {}).get("response_format") or {}
+        field = "response_format" if answer_format.get("type") == "json_schema" else "tools"
+        return APIError(400, f"The JSON schema in '{field}' cannot be used for constrained "
+                        f"decoding: {grammar.group(1).rstrip('.')}.", param=field)
     if status == 400 and any(m in message for m in _CONTEXT_MARKERS):
         # The prompt alone, or the prompt with the completion asked for, does not fit.
         if param not in ("max_tokens", "max_completion_tokens"):

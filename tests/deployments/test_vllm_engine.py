@@ -80,3 +80,21 @@ async def test_an_engine_error_event_is_the_clients_error_first_and_a_failure_la
     assert not isinstance(await anext(later), APIError)
     with pytest.raises(RuntimeError, match="during the stream"):
         await anext(later)
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}},
+     "response_format"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"},
+     "tools"),
+])
+def test_a_schema_the_grammar_library_refuses_names_its_field_without_internals(
+        body: dict[str, object], field: str) -> None:
+    # As vLLM 0.32 with xgrammar answers a regex it cannot parse (seen on the engine).
+    said = ("Failed to transform json schema into a grammar: [22:26:56] "
+            "/project/cpp/json_schema_converter.cc:83: Regex parsing error at position 3: "
+            "Unclosed '['")
+    refused = _failure(400, said, None, body)
+    assert (refused.status, refused.param) == (400, field)
+    assert "Unclosed '['" in refused.message
+    assert "22:26:56" not in refused.message and ".cc" not in refused.message

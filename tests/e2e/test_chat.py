@@ -234,3 +234,15 @@ def test_control_characters_get_an_answer_and_lone_surrogates_a_400(
     resp = http.post("/v1/chat/completions", content=raw,
                      headers={"content-type": "application/json"})
     assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_schema_constrained_decoding_cannot_use_is_a_400_naming_its_field(
+        client: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(["}}}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model=CHAT_MODEL, messages=CAPITAL, max_tokens=5,
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "x", "schema": schema}})
+    assert info.value.param == "response_format"
+    assert "Unclosed" in info.value.message and "<path>" not in info.value.message
