@@ -139,3 +139,21 @@ def test_revoked_key_stops_working_within_seconds(base_url: str, world: dict[str
     listed = inference_cli("keys", "list", "--project", world["projects"]["own"])
     assert all("secret_key" not in k for k in listed)
     assert next(k for k in listed if k["id"] == key["id"])["revoked"] is True
+
+
+def test_edge_answers_hold_behind_serves_proxy(base_url: str, admin_key: str) -> None:
+    """What the in-process tests hold, through the proxy a client really meets: no redirect
+    to the host the client named, the key checked before a path is said to be unknown, 405
+    with Allow, and two Authorization headers refused."""
+    key = {"Authorization": f"Bearer {admin_key}"}
+    with httpx.Client(base_url=base_url, timeout=30, follow_redirects=False) as http:
+        slash = http.post("/v1/chat/completions/", headers={**key, "host": "attacker.example"},
+                          json={"model": CHAT_MODEL, "messages": []})
+        assert slash.status_code == 404 and "location" not in slash.headers
+        assert http.get("/v1/nothing").status_code == 401
+        assert http.get("/v1/nothing", headers=key).status_code == 404
+        wrong = http.get("/v1/chat/completions", headers=key)
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+        twice = http.get("/v1/models", headers=[("authorization", f"Bearer {admin_key}"),
+                                                ("authorization", "Bearer sk-other")])
+        assert twice.status_code == 401
