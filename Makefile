@@ -16,7 +16,12 @@ SERVE_CONFIG ?= config/laptop.yaml
 # Keys, projects and the usage ledger; the `inference` CLI run from here uses the same store.
 export INFERENCE_STATE_DIR ?= $(CURDIR)/.inference
 
-.PHONY: setup models serve test lint test-fast bench cluster-demo test-cluster clean-venv
+# The frameworks whose own test suites run against the service, each in its own environment
+# (their pins conflict with the project's): tests/frameworks/<name>-requirements.txt.
+FRAMEWORKS := langchain llamaindex
+FRAMEWORK_STAMPS := $(FRAMEWORKS:%=.venvs/%/.installed)
+
+.PHONY: setup models serve test lint test-fast bench cluster-demo test-cluster clean-venv frameworks
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +34,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+.venvs/%/.installed: tests/frameworks/%-requirements.txt
+	@test -x .venvs/$*/bin/python || $(PYTHON) -m venv .venvs/$*
+	.venvs/$*/bin/python -m pip install --disable-pip-version-check -r $<
+	@# LangChain counts tokens with tiktoken, which would download its encodings.
+	@if [ "$*" = langchain ]; then .venvs/$*/bin/python tests/frameworks/seed_tiktoken.py .venvs/$*/tiktoken-cache; fi
+	touch $@
+
+frameworks: $(FRAMEWORK_STAMPS)
 
 models: setup
 	$(PY) -m deployments.builtin_models
@@ -45,7 +59,7 @@ lint: setup
 	$(VENV)/bin/ruff check $(SOURCES) tests
 	$(VENV)/bin/mypy $(SOURCES)
 
-test: models lint
+test: models lint frameworks
 	$(VENV)/bin/pytest -q
 
 bench: models
@@ -63,4 +77,4 @@ test-cluster: models
 	$(VENV)/bin/pytest -q -m cluster
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venvs

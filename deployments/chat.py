@@ -16,7 +16,7 @@ from typing import Any
 
 from ray import serve
 
-from deployments.builtin_models import resolve
+from deployments.builtin_models import builtin_chat_template, resolve
 from deployments.config import ModelSpec
 from deployments.vllm_engine import VLLMChatEngine
 from launch import engine_reaper
@@ -44,7 +44,11 @@ class ChatDeployment:
     async def __init__(self, spec: dict[str, Any]) -> None:  # type: ignore[misc]
         self.spec = ModelSpec.model_validate(spec)
         assert self.spec.chat is not None
-        self.engine = VLLMChatEngine(resolve(self.spec.source), self.spec.id, self.spec.chat)
+        settings = self.spec.chat
+        if settings.chat_template is None:
+            settings = settings.model_copy(
+                update={"chat_template": builtin_chat_template(self.spec.source)})
+        self.engine = VLLMChatEngine(resolve(self.spec.source), self.spec.id, settings)
         await self.engine.start()
         # The engine runs in child processes: if this replica is killed rather than stopped,
         # a small watcher ends them (launch/engine_reaper.py).

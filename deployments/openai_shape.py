@@ -10,6 +10,7 @@ metering, so nothing downstream parses a frame.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from messages import Chunk, StreamUsage, Usage
@@ -22,15 +23,41 @@ _ENGINE_CHOICE_FIELDS = ("token_ids", "stop_reason", "routed_experts")
 _ENGINE_MESSAGE_FIELDS = ("reasoning", "reasoning_content")
 
 
-def reply(body: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Framing:
+    """What the service wrote into a request on the client's behalf, taken back out of the
+    answer: prompt tokens of its own (a forced tool call's opening, which the client neither
+    sent nor receives, so is not billed for) and the finish reason OpenAI gives for what the
+    client asked (``tool_calls`` for ``tool_choice: required`` where the engine, decoding a
+    named call, says ``stop``)."""
+
+    hidden_prompt_tokens: int = 0
+    finish_reason_of_stop: str = "stop"
+
+    def usage(self, usage: Usage) -> Usage:
+        return Usage(usage.prompt_tokens - self.hidden_prompt_tokens, usage.completion_tokens)
+
+    def finish_reason(self, reason: str | None) -> str | None:
+        return self.finish_reason_of_stop if reason == "stop" else reason
+
+
+AS_ASKED = Framing()
+
+
+def reply(body: dict[str, Any], framing: Framing = AS_ASKED) -> dict[str, Any]:
     """A whole reply (``model_dump()`` of vLLM's, nulls kept) in OpenAI's shape."""
     _drop(body, _ENGINE_FIELDS)
+    if body.get("usage"):
+        body["usage"] = _reported(framing.usage(Usage.of(body["usage"])))
     for choice in body.get("choices", []):
         _drop(choice, _ENGINE_CHOICE_FIELDS)
         choice.setdefault("logprobs", None)
+        choice["finish_reason"] = framing.finish_reason(choice.get("finish_reason"))
         message = choice.get("message", {})
         _drop(message, _ENGINE_MESSAGE_FIELDS)
         message.setdefault("content", None)
+        if message.get("tool_calls") and message["content"] == "":
+            message["content"] = None  # OpenAI's tool-call message: content null
         message.setdefault("refusal", None)
         for key in ("tool_calls", "function_call", "audio", "annotations"):
             if not message.get(key):  # optional: absent rather than null or empty
@@ -47,8 +74,9 @@ class StreamShaper:
     completion tokens of the chunk's own choice; a chunk's usage here is cumulative over all
     choices, which is what a request with ``n`` > 1 is billed."""
 
-    def __init__(self, shown: StreamUsage) -> None:
+    def __init__(self, shown: StreamUsage, framing: Framing = AS_ASKED) -> None:
         self._shown = shown
+        self._framing = framing
         self._prompt = 0
         self._completion: dict[int, int] = {}  # per choice index
 
@@ -62,6 +90,8 @@ class StreamShaper:
         _drop(data, _ENGINE_FIELDS)
         for choice in data.get("choices", []):
             _chunk_choice(choice)
+            if choice["finish_reason"] is not None:
+                choice["finish_reason"] = self._framing.finish_reason(choice["finish_reason"])
         if usage_only:
             assert usage is not None
             data["usage"] = _reported(usage)
@@ -80,12 +110,12 @@ class StreamShaper:
         if reported is None:
             return None
         if data.get("choices") == []:  # the engine's final count, over every choice
-            return Usage.of(reported)
+            return self._framing.usage(Usage.of(reported))
         self._prompt = int(reported.get("prompt_tokens") or 0)
         for choice in data.get("choices", []):
             self._completion[int(choice.get("index", 0))] = int(
                 reported.get("completion_tokens") or 0)
-        return Usage(self._prompt, sum(self._completion.values()))
+        return self._framing.usage(Usage(self._prompt, sum(self._completion.values())))
 
 
 def engine_error(frame: str) -> tuple[int, str, str | None] | None:

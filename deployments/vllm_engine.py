@@ -9,10 +9,11 @@ decoding and logprobs; we build it in-process the way vLLM's API server does
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from deployments import openai_shape
@@ -152,7 +153,7 @@ class VLLMChatEngine:
         )
         from vllm.entrypoints.serve.engine.protocol import ErrorResponse
 
-        body = _forced_tool_call(body)
+        body, framing = _forced_tool_call(body, self._count_tokens)
         try:
             request = ChatCompletionRequest.model_validate(body)
         except ValueError as exc:
@@ -172,8 +173,11 @@ class VLLMChatEngine:
         if isinstance(result, ErrorResponse):
             return _failure(result.error.code, result.error.message, result.error.param, body)
         if isinstance(result, ChatCompletionResponse):
-            return openai_shape.reply(result.model_dump())
-        return _shaped(result, openai_shape.StreamShaper(shown or StreamUsage()))
+            return openai_shape.reply(result.model_dump(), framing)
+        return _shaped(result, openai_shape.StreamShaper(shown or StreamUsage(), framing))
+
+    def _count_tokens(self, text: str) -> int:
+        return len(self._engine.get_tokenizer().encode(text, add_special_tokens=False))
 
 
 async def _shaped(frames: AsyncIterator[str], shaper: openai_shape.StreamShaper
@@ -194,19 +198,43 @@ async def _shaped(frames: AsyncIterator[str], shaper: openai_shape.StreamShaper
             raise RuntimeError(f"the engine failed during the stream: {error[1]}")
 
 
-def _forced_tool_call(body: dict[str, Any]) -> dict[str, Any]:
-    """tool_choice ``required`` or a named function: exactly one call, decoded under the
-    schema ``[{"name": ..., "parameters": {...}}]`` with one item: on a small model this
-    closes where vLLM's own required and named paths run away (docs/performance.md, "Tool
-    calls on a small model")."""
+def _forced_tool_call(body: dict[str, Any], count_tokens: Callable[[str], int]
+                      ) -> tuple[dict[str, Any], openai_shape.Framing]:
+    """tool_choice naming a function (or ``required`` with one tool): exactly one call of it.
+
+    The service writes the call's opening, ``[{"name":"<name>","parameters":``, as the start
+    of the assistant's turn, and the engine decodes only the arguments under their JSON schema
+    (vLLM's named path). On a small model the opening is what makes the arguments close
+    reliably; written by the service it is neither generated nor billed: its tokens are taken
+    out of the prompt's count, and a call cut by ``max_tokens`` comes back as the arguments
+    decoded so far (docs/performance.md, "Tool calls on a small model").
+
+    ``required`` with several tools: one call, decoded under the schema of a one-item array
+    ``[{"name": ..., "parameters": {...}}]``, in which the model chooses the tool.
+    """
     choice = body.get("tool_choice")
+    tools = body.get("tools") or []
     if isinstance(choice, dict):
         name = choice["function"]["name"]
-        tools = [t for t in body["tools"] if t["function"]["name"] == name]
-        return {**body, "tools": tools, "tool_choice": "required", "parallel_tool_calls": False}
-    if choice == "required":
-        return {**body, "parallel_tool_calls": False}
-    return body
+    elif choice == "required" and len(tools) == 1:
+        name = tools[0]["function"]["name"]
+    elif choice == "required":
+        return {**body, "parallel_tool_calls": False}, openai_shape.AS_ASKED
+    else:
+        return body, openai_shape.AS_ASKED
+    opening = '[{"name":' + json.dumps(name, ensure_ascii=False) + ',"parameters":'
+    named = {
+        **body,
+        "tools": [t for t in tools if t["function"]["name"] == name],
+        "tool_choice": {"type": "function", "function": {"name": name}},
+        "parallel_tool_calls": False,
+        "messages": [*body["messages"], {"role": "assistant", "content": opening}],
+        "continue_final_message": True,
+        "add_generation_prompt": False,
+    }
+    # OpenAI finishes a forced named call with "stop" and a required one with "tool_calls".
+    finish = "tool_calls" if choice == "required" else "stop"
+    return named, openai_shape.Framing(count_tokens(opening), finish)
 
 
 def _failure(status: int, message: str, param: str | None,

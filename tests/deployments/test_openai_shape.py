@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from deployments.openai_shape import StreamShaper, engine_error, reply
+from deployments.openai_shape import Framing, StreamShaper, engine_error, reply
 from messages import StreamUsage, Usage
 
 DEFAULT = StreamUsage()  # usage on every chunk
@@ -117,3 +117,32 @@ def test_a_reply_has_openais_required_fields_and_none_of_the_engines() -> None:
     [choice] = body["choices"]
     assert set(choice) == {"index", "finish_reason", "logprobs", "message"}
     assert choice["message"] == {"role": "assistant", "content": "Paris", "refusal": None}
+
+
+FORCED_REQUIRED = Framing(hidden_prompt_tokens=10, finish_reason_of_stop="tool_calls")
+
+
+def test_a_forced_calls_opening_is_taken_out_of_a_streams_usage_and_its_finish_named() -> None:
+    shaper = StreamShaper(DEFAULT, FORCED_REQUIRED)
+    first = shaper.chunk(token(0, "{", 49, 1))
+    last = shaper.chunk(token(0, "}", 49, 6, finish_reason="stop"))
+    final = shaper.chunk(trailing(49, 6))
+    assert shown(first.frame)["usage"]["prompt_tokens"] == 39
+    assert shown(last.frame)["choices"][0]["finish_reason"] == "tool_calls"
+    assert final.usage == Usage(39, 6) and shown(final.frame)["usage"]["total_tokens"] == 45
+
+
+def test_a_forced_calls_reply_bills_the_clients_prompt_and_has_content_null() -> None:
+    body = reply({
+        "id": "c", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "length", "message": {
+            "role": "assistant", "content": "", "tool_calls": [{
+                "id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city":"Par'}}]}}],
+        "usage": {"prompt_tokens": 49, "completion_tokens": 4, "total_tokens": 53},
+    }, FORCED_REQUIRED)
+    assert body["usage"] == {"prompt_tokens": 39, "completion_tokens": 4, "total_tokens": 43}
+    [choice] = body["choices"]
+    assert choice["finish_reason"] == "length"  # cut: the partial call, said so
+    assert choice["message"]["content"] is None
+    assert choice["message"]["tool_calls"][0]["function"]["arguments"] == '{"city":"Par'

@@ -107,6 +107,57 @@ def test_tool_calls_are_valid_within_60_tokens(client: openai.OpenAI, tool_choic
             jsonschema.validate(args, WEATHER_TOOL["function"]["parameters"])
 
 
+NAMED = {"type": "function", "function": {"name": "get_weather"}}
+
+
+def test_a_forced_call_bills_its_arguments_not_the_calls_framing(client: openai.OpenAI) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(prepare("smollm2-135m-instruct"))
+    ask = {"model": CHAT_MODEL, "messages": WEATHER_QUESTION, "tools": [WEATHER_TOOL],
+           "temperature": 0}
+    reply = client.chat.completions.create(**ask, tool_choice=NAMED, max_tokens=60)
+    [choice] = reply.choices
+    assert choice.finish_reason == "stop" and choice.message.content is None
+    [call] = choice.message.tool_calls or []
+    arguments = tokenizer.encode(call.function.arguments, add_special_tokens=False)
+    assert reply.usage is not None
+    # The arguments and the model's end of turn; none of '[{"name":"get_weather",...'.
+    assert reply.usage.completion_tokens <= len(arguments) + 1
+    plain = client.chat.completions.create(**ask, tool_choice="none", max_tokens=1)
+    assert plain.usage is not None and reply.usage.prompt_tokens == plain.usage.prompt_tokens
+    required = client.chat.completions.create(**ask, tool_choice="required", max_tokens=60)
+    assert required.choices[0].finish_reason == "tool_calls"
+    assert required.usage == reply.usage
+
+
+def test_a_forced_call_cut_by_max_tokens_comes_back_partial(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=CHAT_MODEL, messages=WEATHER_QUESTION, tools=[WEATHER_TOOL], tool_choice=NAMED,
+        temperature=0, max_tokens=3)
+    [choice] = reply.choices
+    assert choice.finish_reason == "length"
+    [call] = choice.message.tool_calls or []
+    assert call.function.name == "get_weather" and call.function.arguments.startswith("{")
+    assert reply.usage is not None and reply.usage.completion_tokens == 3
+
+
+def test_a_streamed_forced_call_is_the_same_call(client: openai.OpenAI) -> None:
+    ask = {"model": CHAT_MODEL, "messages": WEATHER_QUESTION, "tools": [WEATHER_TOOL],
+           "tool_choice": NAMED, "temperature": 0, "max_tokens": 60}
+    whole = client.chat.completions.create(**ask)
+    arguments, finish, usage = "", None, None
+    for chunk in client.chat.completions.create(**ask, stream=True,
+                                                stream_options={"include_usage": True}):
+        for choice in chunk.choices:
+            for delta in choice.delta.tool_calls or []:
+                if delta.function is not None:
+                    arguments += delta.function.arguments or ""
+            finish = choice.finish_reason or finish
+        usage = chunk.usage or usage
+    [call] = whole.choices[0].message.tool_calls or []
+    assert arguments == call.function.arguments
+    assert finish == whole.choices[0].finish_reason and usage == whole.usage
+
+
 def test_what_the_sdk_sends_for_none_and_what_frameworks_add_is_taken(
         client: openai.OpenAI) -> None:
     """The SDK sends null for a parameter given as None; LlamaIndex adds parallel_tool_calls
