@@ -27,15 +27,19 @@ _ENGINE_MESSAGE_FIELDS = ("reasoning", "reasoning_content")
 class Framing:
     """What the service wrote into a request on the client's behalf, taken back out of the
     answer: prompt tokens of its own (a forced tool call's opening, which the client neither
-    sent nor receives, so is not billed for) and the finish reason OpenAI gives for what the
+    sent nor receives, so is not billed for), completion tokens generated in an earlier step
+    (the tool a ``required`` call chose), and the finish reason OpenAI gives for what the
     client asked (``tool_calls`` for ``tool_choice: required`` where the engine, decoding a
     named call, says ``stop``)."""
 
     hidden_prompt_tokens: int = 0
     finish_reason_of_stop: str = "stop"
+    # Generated for this answer before the engine's request ran (a forced call's tool choice).
+    earlier_completion_tokens: int = 0
 
     def usage(self, usage: Usage) -> Usage:
-        return Usage(usage.prompt_tokens - self.hidden_prompt_tokens, usage.completion_tokens)
+        return Usage(usage.prompt_tokens - self.hidden_prompt_tokens,
+                     usage.completion_tokens + self.earlier_completion_tokens)
 
     def finish_reason(self, reason: str | None) -> str | None:
         return self.finish_reason_of_stop if reason == "stop" else reason

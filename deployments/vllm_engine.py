@@ -9,14 +9,13 @@ decoding and logprobs; we build it in-process the way vLLM's API server does
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-from deployments import openai_shape
+from deployments import forced_calls, openai_shape
 from deployments.config import ChatEngine
 from messages import APIError, Chunk, StreamUsage
 
@@ -147,21 +146,39 @@ class VLLMChatEngine:
         both in OpenAI's shape (deployments/openai_shape.py), or the error vLLM's serving
         layer answered with.
         """
+        choosing = forced_calls.choosing_request(body)
+        chosen = None
+        if choosing is not None:
+            choice = await self._complete(choosing)
+            if isinstance(choice, APIError):
+                return choice
+            assert isinstance(choice, dict)
+            chosen = forced_calls.chosen_tool(choice, body)
+        body, framing = forced_calls.plan(body, self._count_tokens, chosen)
+        result = await self._complete(body)
+        if isinstance(result, dict):
+            return openai_shape.reply(result, framing)
+        if isinstance(result, APIError):
+            return result
+        return _shaped(result, openai_shape.StreamShaper(shown or StreamUsage(), framing))
+
+    async def _complete(self, body: dict[str, Any]
+                        ) -> dict[str, Any] | AsyncIterator[str] | APIError:
+        """vLLM's chat serving on one request: its reply (``model_dump()``), its stream's SSE
+        frames, or the error it answered with, in the contract's terms."""
         from vllm.entrypoints.openai.chat_completion.protocol import (
             ChatCompletionRequest,
             ChatCompletionResponse,
         )
         from vllm.entrypoints.serve.engine.protocol import ErrorResponse
-
-        body, framing = _forced_tool_call(body, self._count_tokens)
-        try:
-            request = ChatCompletionRequest.model_validate(body)
-        except ValueError as exc:
-            return APIError(400, str(exc))
         from vllm.entrypoints.serve.exception_handling.error_response import (
             create_error_response,
         )
 
+        try:
+            request = ChatCompletionRequest.model_validate(body)
+        except ValueError as exc:
+            return APIError(400, str(exc))
         try:
             result = await self._chat.create_chat_completion(request, None)
         except Exception as exc:
@@ -173,8 +190,8 @@ class VLLMChatEngine:
         if isinstance(result, ErrorResponse):
             return _failure(result.error.code, result.error.message, result.error.param, body)
         if isinstance(result, ChatCompletionResponse):
-            return openai_shape.reply(result.model_dump(), framing)
-        return _shaped(result, openai_shape.StreamShaper(shown or StreamUsage(), framing))
+            return dict(result.model_dump())
+        return result  # type: ignore[no-any-return]
 
     def _count_tokens(self, text: str) -> int:
         return len(self._engine.get_tokenizer().encode(text, add_special_tokens=False))
@@ -196,45 +213,6 @@ async def _shaped(frames: AsyncIterator[str], shaper: openai_shape.StreamShaper
             return
         else:
             raise RuntimeError(f"the engine failed during the stream: {error[1]}")
-
-
-def _forced_tool_call(body: dict[str, Any], count_tokens: Callable[[str], int]
-                      ) -> tuple[dict[str, Any], openai_shape.Framing]:
-    """tool_choice naming a function (or ``required`` with one tool): exactly one call of it.
-
-    The service writes the call's opening, ``[{"name":"<name>","parameters":``, as the start
-    of the assistant's turn, and the engine decodes only the arguments under their JSON schema
-    (vLLM's named path). On a small model the opening is what makes the arguments close
-    reliably; written by the service it is neither generated nor billed: its tokens are taken
-    out of the prompt's count, and a call cut by ``max_tokens`` comes back as the arguments
-    decoded so far (docs/performance.md, "Tool calls on a small model").
-
-    ``required`` with several tools: one call, decoded under the schema of a one-item array
-    ``[{"name": ..., "parameters": {...}}]``, in which the model chooses the tool.
-    """
-    choice = body.get("tool_choice")
-    tools = body.get("tools") or []
-    if isinstance(choice, dict):
-        name = choice["function"]["name"]
-    elif choice == "required" and len(tools) == 1:
-        name = tools[0]["function"]["name"]
-    elif choice == "required":
-        return {**body, "parallel_tool_calls": False}, openai_shape.AS_ASKED
-    else:
-        return body, openai_shape.AS_ASKED
-    opening = '[{"name":' + json.dumps(name, ensure_ascii=False) + ',"parameters":'
-    named = {
-        **body,
-        "tools": [t for t in tools if t["function"]["name"] == name],
-        "tool_choice": {"type": "function", "function": {"name": name}},
-        "parallel_tool_calls": False,
-        "messages": [*body["messages"], {"role": "assistant", "content": opening}],
-        "continue_final_message": True,
-        "add_generation_prompt": False,
-    }
-    # OpenAI finishes a forced named call with "stop" and a required one with "tool_calls".
-    finish = "tool_calls" if choice == "required" else "stop"
-    return named, openai_shape.Framing(count_tokens(opening), finish)
 
 
 def _failure(status: int, message: str, param: str | None,

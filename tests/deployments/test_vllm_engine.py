@@ -9,50 +9,12 @@ import pytest
 from deployments.config import ChatEngine
 from deployments.vllm_engine import (
     _failure,
-    _forced_tool_call,
     _refuse_what_does_not_fit,
     engine_cli_args,
 )
 
 TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
          for n in ("a", "b")]
-
-
-def characters(text: str) -> int:
-    """A stand-in tokenizer for these tests: a token per character."""
-    return len(text)
-
-
-def test_a_named_call_is_decoded_after_an_opening_the_service_writes_and_does_not_bill() -> None:
-    messages = [{"role": "user", "content": "hi"}]
-    named, framing = _forced_tool_call({"messages": messages, "tools": TOOLS, "tool_choice": {
-        "type": "function", "function": {"name": "b"}}}, characters)
-    opening = '[{"name":"b","parameters":'
-    assert named["messages"] == [*messages, {"role": "assistant", "content": opening}]
-    assert named["continue_final_message"] is True and named["add_generation_prompt"] is False
-    assert named["tool_choice"] == {"type": "function", "function": {"name": "b"}}
-    assert [t["function"]["name"] for t in named["tools"]] == ["b"]
-    assert named["parallel_tool_calls"] is False
-    assert framing.hidden_prompt_tokens == len(opening)
-    assert framing.finish_reason("stop") == "stop" and framing.finish_reason("length") == "length"
-
-
-def test_required_with_one_tool_is_that_tools_named_call_finishing_as_tool_calls() -> None:
-    one = [TOOLS[0]]
-    named, framing = _forced_tool_call(
-        {"messages": [], "tools": one, "tool_choice": "required"}, characters)
-    assert named["tool_choice"] == {"type": "function", "function": {"name": "a"}}
-    assert named["messages"][-1]["content"] == '[{"name":"a","parameters":'
-    assert framing.finish_reason("stop") == "tool_calls"
-
-
-def test_required_with_several_tools_leaves_the_choice_to_the_model() -> None:
-    required, framing = _forced_tool_call(
-        {"messages": [], "tools": TOOLS, "tool_choice": "required"}, characters)
-    assert required["parallel_tool_calls"] is False and len(required["tools"]) == 2
-    assert "continue_final_message" not in required and framing.hidden_prompt_tokens == 0
-    auto = {"messages": [], "tools": TOOLS, "tool_choice": "auto"}
-    assert _forced_tool_call(auto, characters) == (auto, framing)
 
 
 def test_context_errors_get_the_contracts_code_and_param() -> None:

@@ -129,6 +129,37 @@ def test_a_forced_call_bills_its_arguments_not_the_calls_framing(client: openai.
     assert required.usage == reply.usage
 
 
+TIME_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "Get the local time in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]},
+    },
+}
+
+
+def test_required_over_several_tools_bills_the_chosen_name_and_its_arguments(
+        client: openai.OpenAI) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(prepare("smollm2-135m-instruct"))
+    ask = {"model": CHAT_MODEL, "messages": WEATHER_QUESTION,
+           "tools": [WEATHER_TOOL, TIME_TOOL], "temperature": 0}
+    reply = client.chat.completions.create(**ask, tool_choice="required", max_tokens=60)
+    [choice] = reply.choices
+    assert choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls or []
+    assert call.function.name in ("get_weather", "get_time")
+    json.loads(call.function.arguments)
+    name = tokenizer.encode(call.function.name, add_special_tokens=False)
+    arguments = tokenizer.encode(call.function.arguments, add_special_tokens=False)
+    assert reply.usage is not None
+    # The name (and its end), the arguments (and the end of turn): no JSON framing.
+    assert reply.usage.completion_tokens <= len(name) + len(arguments) + 2
+    plain = client.chat.completions.create(**ask, tool_choice="none", max_tokens=1)
+    assert plain.usage is not None and reply.usage.prompt_tokens == plain.usage.prompt_tokens
+
+
 def test_a_forced_call_cut_by_max_tokens_comes_back_partial(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
         model=CHAT_MODEL, messages=WEATHER_QUESTION, tools=[WEATHER_TOOL], tool_choice=NAMED,
