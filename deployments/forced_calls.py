@@ -74,7 +74,6 @@ def plan(body: dict[str, Any], count_tokens: Callable[[str], int],
     opening = '[{"name":' + json.dumps(name, ensure_ascii=False) + ',"parameters":'
     named = {
         **body,
-        "tools": [t for t in tools if t["function"]["name"] == name],
         "tool_choice": {"type": "function", "function": {"name": name}},
         "parallel_tool_calls": False,
         "messages": [*body["messages"], {"role": "assistant", "content": opening}],

@@ -22,7 +22,7 @@ def test_a_named_call_is_decoded_after_an_opening_the_service_writes_and_does_no
     assert named["messages"] == [*MESSAGES, {"role": "assistant", "content": opening}]
     assert named["continue_final_message"] is True and named["add_generation_prompt"] is False
     assert named["tool_choice"] == {"type": "function", "function": {"name": "bb"}}
-    assert [t["function"]["name"] for t in named["tools"]] == ["bb"]
+    assert named["tools"] == TOOLS  # all of them in the prompt, as the client sent them
     assert named["parallel_tool_calls"] is False
     assert framing.hidden_prompt_tokens == len(opening)
     assert framing.finish_reason("stop") == "stop" and framing.finish_reason("length") == "length"
