@@ -31,7 +31,8 @@ def framework_env(base_url: str, key: str) -> dict[str, str]:
 
 def run_suite(python: Path, args: list[str], env: dict[str, str], report: Path
               ) -> dict[str, str]:
-    """Each case's outcome (passed, failed, error, skipped, xfailed, xpassed) by its name."""
+    """Each case's outcome (passed, failed, skipped, xfailed) by its name."""
+    assert python.exists(), f"{python} is missing: `make frameworks` makes it"
     subprocess.run([str(python), "-m", "pytest", "-c", str(FRAMEWORKS / "pytest.ini"),
                     "--rootdir", str(FRAMEWORKS), "-p", "no:cacheprovider", "-q",
                     "-o", "junit_family=xunit1", f"--junitxml={report}", *args],
