@@ -128,6 +128,17 @@ class FinalUsage:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """What a whole (non-streamed) reply has generated so far: the ingress meters the last
+    of these when the request ends before its reply (the client left, the deadline passed)."""
+
+    usage: Usage
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Progress, (self.usage,))
+
+
+@dataclass(frozen=True, slots=True)
 class ReplicaUnavailable:
     """The replica's engine has died with nothing generated for this request: the ingress
     sends it again to another replica."""

@@ -4,7 +4,8 @@ metering and token metrics, and its deadline.
 A route opens the books (``async with services.books(...)``), admits the request against the
 project's quota, runs the model's work within the deadline, and ends with :meth:`reply` or
 :meth:`stream`. However the request ends, the reservation is settled exactly once: to the
-usage reported, or to nothing when no usage was (an error, a client gone before any reply).
+usage reported, to what the engine generated when the request ended before its reply (a client
+gone, the deadline), or to nothing when the engine generated nothing (an error, a refusal).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Accounting:
         self._admission: Admission | None = None
         self._streaming = False
         self._done_already = False
+        self._generated: Usage | None = None  # a whole reply's progress, until its reply
 
     async def __aenter__(self) -> Self:
         return self
@@ -50,12 +52,18 @@ class Accounting:
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         if not self._streaming:  # a stream settles when it ends
-            self._quotas.settle(self._admission, 0)  # a no-op once settled
+            # A whole reply that ended before it came (the client left, the deadline
+            # passed, the replica failed) is metered with what the engine generated for it.
+            self._done(self._generated)
 
     async def admit(self, estimate: Callable[[], int]) -> None:
         """Reserve one request and the estimated tokens (``estimate`` is called only for a
         project with a tokens-per-minute limit); raises the contract's 429."""
         self._admission = await self._quotas.admit(self._who.project_id, estimate)
+
+    def progress(self, usage: Usage) -> None:
+        """What a whole reply has generated so far (see :meth:`__aexit__`)."""
+        self._generated = usage
 
     async def within_deadline(self, work: Awaitable[T]) -> T:
         """``work``'s result; past the deadline it is cancelled (which aborts an engine

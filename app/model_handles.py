@@ -26,10 +26,12 @@ from messages import (
     FinalUsage,
     ModelCard,
     ModelRoute,
+    Progress,
     ReplicaUnavailable,
     Reply,
     StreamUsage,
     UnexpectedFailure,
+    Usage,
 )
 
 
@@ -40,7 +42,10 @@ class ModelBackend(Protocol):
         """``chat`` or ``embedding``; raises the contract's 404 for an unknown model."""
         ...
 
-    async def chat(self, model: str, body: dict[str, Any]) -> Reply: ...
+    async def chat(self, model: str, body: dict[str, Any],
+                   progress: Callable[[Usage], None]) -> Reply:
+        """The whole reply; what it has generated so far goes to ``progress`` meanwhile."""
+        ...
 
     def chat_stream(
         self, model: str, body: dict[str, Any], shown: StreamUsage
@@ -159,10 +164,30 @@ class ServeModels:
             await asyncio.sleep(REPLICA_FAILURE_RETRY_DELAY_S)
         raise AssertionError("unreachable")
 
-    async def chat(self, model: str, body: dict[str, Any]) -> Reply:
-        handle = self._routes[model].handle
-        _, outcome = await self._first(
-            model, lambda: handle.chat.remote(ChatRequestBody(body)), _resolved)
+    async def chat(self, model: str, body: dict[str, Any],
+                   progress: Callable[[Usage], None]) -> Reply:
+        handle = self._routes[model].handle.options(stream=True)
+        for attempt in range(REPLICA_FAILURE_RETRIES + 1):
+            items, outcome = await self._first(
+                model, lambda: handle.chat_with_progress.remote(ChatRequestBody(body)), anext)
+            try:
+                with _admission(model):
+                    while isinstance(outcome, Progress):
+                        progress(outcome.usage)
+                        outcome = await anext(items)
+            except APIError as exc:
+                if exc.code != "replica_failed" or attempt == REPLICA_FAILURE_RETRIES:
+                    raise
+                outcome = ReplicaUnavailable(model)
+            finally:
+                if isinstance(outcome, Progress):
+                    items.cancel()  # the request ended here first: the engine's is aborted
+            if not isinstance(outcome, ReplicaUnavailable) or attempt == REPLICA_FAILURE_RETRIES:
+                break
+            # The replica died while generating: nothing reached the client, so the request
+            # runs again elsewhere, and what the dead engine generated is not the client's.
+            progress(Usage(0))
+            await asyncio.sleep(REPLICA_FAILURE_RETRY_DELAY_S)
         _raise_refusal(outcome, model)
         assert isinstance(outcome, Reply)
         return outcome

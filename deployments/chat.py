@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ray import serve
@@ -25,6 +25,7 @@ from messages import (
     ChatOutcome,
     FinalUsage,
     ModelCard,
+    Progress,
     ReplicaUnavailable,
     Reply,
     StreamItem,
@@ -71,13 +72,14 @@ class ChatDeployment:
         return ModelCard(id=self.spec.id, created=self.created, owned_by=self.spec.owned_by,
                          task="chat", context_length=self.engine.context_length)
 
-    async def _run(self, body: dict[str, Any], shown: StreamUsage | None = None) -> Any:
+    async def _run(self, body: dict[str, Any], shown: StreamUsage | None = None,
+                   progress: Callable[[Usage], None] | None = None) -> Any:
         """vLLM's result, its refusal, or :class:`ReplicaUnavailable` for a request that meets
         a dead engine, before or while it runs (the ingress retries it elsewhere)."""
         if self.engine.dead:
             return ReplicaUnavailable(self.spec.id)
         try:
-            result = await self.engine.chat(body, shown)
+            result = await self.engine.chat(body, shown, progress)
         except Exception:
             if self.engine.dead:
                 return ReplicaUnavailable(self.spec.id)
@@ -86,13 +88,40 @@ class ChatDeployment:
             return ReplicaUnavailable(self.spec.id)
         return result
 
-    async def chat(self, body: dict[str, Any]) -> ChatOutcome:
-        result = await self._run(body)
+    async def chat(self, body: dict[str, Any],
+                   progress: Callable[[Usage], None] | None = None) -> ChatOutcome:
+        result = await self._run(body, progress=progress)
         if isinstance(result, APIError | ReplicaUnavailable):
             return result
         if not isinstance(result, dict):
             raise TypeError("a non-streaming request produced a stream")
         return Reply(result, Usage.of(result.get("usage") or {}))
+
+    async def chat_with_progress(self, body: dict[str, Any]
+                                 ) -> AsyncIterator[Progress | ChatOutcome]:
+        """A whole reply, preceded by what it has generated so far as the engine goes (the
+        latest count whenever the ingress is ready for one): if the request ends before its
+        reply, the ingress meters the last. Closing this stream aborts the engine request."""
+        generated: list[Usage] = []
+        stepped = asyncio.Event()
+
+        def report(usage: Usage) -> None:
+            generated.append(usage)
+            stepped.set()
+
+        reply = asyncio.ensure_future(self.chat(body, report))
+        try:
+            while not reply.done():
+                step = asyncio.ensure_future(stepped.wait())
+                await asyncio.wait((reply, step), return_when=asyncio.FIRST_COMPLETED)
+                step.cancel()
+                stepped.clear()
+                if generated and not reply.done():
+                    yield Progress(generated[-1])
+                    generated.clear()
+            yield reply.result()
+        finally:
+            reply.cancel()
 
     async def chat_stream(self, body: dict[str, Any], shown: StreamUsage
                           ) -> AsyncIterator[StreamItem]:

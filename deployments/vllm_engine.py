@@ -12,12 +12,13 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from deployments import forced_calls, openai_shape
 from deployments.config import ChatEngine
-from messages import APIError, Chunk, StreamUsage
+from messages import APIError, Chunk, StreamUsage, Usage
 
 # vLLM's error types are HTTP-status names; the contract's envelope wants its own table.
 _CONTEXT_MARKERS = ("maximum context length", "context length", "max_model_len")
@@ -116,6 +117,7 @@ class VLLMChatEngine:
         self._chat = state.openai_serving_chat
         if self._chat is None:
             raise RuntimeError(f"{self.served_name}: the engine does not support chat")
+        self._chat.engine_client = _EngineReportingProgress(self._chat.engine_client)
 
     async def stop(self) -> None:
         await self._stack.aclose()
@@ -138,34 +140,49 @@ class VLLMChatEngine:
         processor = getattr(self._engine, "output_processor", None)
         return 0 if processor is None else int(processor.get_num_unfinished_requests())
 
-    async def chat(self, body: dict[str, Any], shown: StreamUsage | None = None
+    async def chat(self, body: dict[str, Any], shown: StreamUsage | None = None,
+                   progress: Callable[[Usage], None] | None = None
                    ) -> dict[str, Any] | AsyncIterator[Chunk | APIError] | APIError:
         """Run one chat completion; ``body`` is an already-validated OpenAI request.
 
         Returns the reply, the stream's chunks (with their usage shown as ``shown`` says),
         both in OpenAI's shape (deployments/openai_shape.py), or the error vLLM's serving
-        layer answered with.
+        layer answered with. A whole reply's usage so far goes to ``progress`` at every
+        engine step, so what it generated is known however the request ends.
         """
         choosing = forced_calls.choosing_request(body)
         chosen = None
         if choosing is not None:
-            choice = await self._complete(choosing)
+            hidden = self._count_tokens(forced_calls.NAME_OPENING)
+            choice = await self._complete(choosing, progress and (
+                lambda usage: progress(Usage(usage.prompt_tokens - hidden,
+                                             usage.completion_tokens))))
             if isinstance(choice, APIError):
                 return choice
             assert isinstance(choice, dict)
             chosen = forced_calls.chosen_tool(choice, body)
         body, framing = forced_calls.plan(body, self._count_tokens, chosen)
-        result = await self._complete(body)
+        result = await self._complete(body, progress and (
+            lambda usage: progress(framing.usage(usage))))
         if isinstance(result, dict):
             return openai_shape.reply(result, framing)
         if isinstance(result, APIError):
             return result
         return _shaped(result, openai_shape.StreamShaper(shown or StreamUsage(), framing))
 
-    async def _complete(self, body: dict[str, Any]
+    async def _complete(self, body: dict[str, Any],
+                        progress: Callable[[Usage], None] | None = None
                         ) -> dict[str, Any] | AsyncIterator[str] | APIError:
         """vLLM's chat serving on one request: its reply (``model_dump()``), its stream's SSE
         frames, or the error it answered with, in the contract's terms."""
+        reporting = _progress_of_whole_reply.set(progress)
+        try:
+            return await self._serve(body)
+        finally:
+            _progress_of_whole_reply.reset(reporting)
+
+    async def _serve(self, body: dict[str, Any]
+                     ) -> dict[str, Any] | AsyncIterator[str] | APIError:
         from vllm.entrypoints.openai.chat_completion.protocol import (
             ChatCompletionRequest,
             ChatCompletionResponse,
@@ -195,6 +212,51 @@ class VLLMChatEngine:
 
     def _count_tokens(self, text: str) -> int:
         return len(self._engine.get_tokenizer().encode(text, add_special_tokens=False))
+
+
+# Where a whole reply's progress goes, for the request this task is running (set around the
+# serving layer's call, read by _EngineReportingProgress.generate beneath it).
+_progress_of_whole_reply: ContextVar[Callable[[Usage], None] | None] = ContextVar(
+    "progress_of_whole_reply", default=None)
+
+
+class _EngineReportingProgress:
+    """vLLM's engine client as the chat serving layer sees it. A whole (non-streamed) reply's
+    outputs come from the engine step by step (cumulative) rather than only at the end, each
+    step's counts going to the request's progress callback; the serving layer still gets one
+    output holding every choice at the end. Everything else is the engine client's own."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def generate(self, prompt: Any, sampling_params: Any, *args: Any, **kwargs: Any) -> Any:
+        from vllm.sampling_params import RequestOutputKind
+
+        report = _progress_of_whole_reply.get()
+        if report is None or getattr(sampling_params, "output_kind",
+                                     None) != RequestOutputKind.FINAL_ONLY:
+            return self._client.generate(prompt, sampling_params, *args, **kwargs)
+        sampling_params.output_kind = RequestOutputKind.CUMULATIVE
+        return _reporting(self._client.generate(prompt, sampling_params, *args, **kwargs),
+                          report)
+
+
+async def _reporting(outputs: AsyncIterator[Any], report: Callable[[Usage], None]
+                     ) -> AsyncIterator[Any]:
+    """The engine's cumulative outputs, reported as they come. With ``n`` > 1 each output
+    carries one choice; the latest of every choice is put together in each, as the serving
+    layer reads only the last."""
+    latest: dict[int, Any] = {}
+    async for output in outputs:
+        for choice in output.outputs:
+            latest[choice.index] = choice
+        output.outputs = [latest[i] for i in sorted(latest)]
+        report(Usage(len(output.prompt_token_ids or ()),
+                     sum(len(choice.token_ids) for choice in output.outputs)))
+        yield output
 
 
 async def _shaped(frames: AsyncIterator[str], shaper: openai_shape.StreamShaper

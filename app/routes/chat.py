@@ -38,7 +38,8 @@ async def chat_completions(request: Request) -> Response:
     async with services.books(request, who, req.model, req.user) as books:
         await books.admit(lambda: chat_reservation(req))
         if not req.stream:
-            return books.reply(await books.within_deadline(services.models.chat(req.model, body)))
+            return books.reply(await books.within_deadline(
+                services.models.chat(req.model, body, books.progress)))
         stream = services.models.chat_stream(req.model, body, req.stream_usage)
         first = await books.within_deadline(anext(stream))
         if isinstance(first, FinalUsage):

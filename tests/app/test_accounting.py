@@ -191,3 +191,28 @@ async def test_a_client_gone_mid_stream_is_metered_to_the_last_chunk_read(
     assert closed.is_set()
     [(requests, prompt, completion)] = await books.ledger()
     assert (requests, prompt) == (1, 6) and completion >= 3  # the frames read, not the first
+
+
+async def test_a_whole_reply_its_client_left_is_metered_with_what_was_generated(
+        books: Books) -> None:
+    with pytest.raises(asyncio.CancelledError):
+        async with books.open() as account:
+            await account.admit(lambda: RESERVED)
+            account.progress(Usage(6, 2))
+            account.progress(Usage(6, 3))
+            raise asyncio.CancelledError  # as Serve's proxy cancels it when the client goes
+    assert await books.ledger() == [(1, 6, 3)]
+    assert await books.tokens_left_after_five() == 1000 - RESERVED + (RESERVED - 9) - 5
+
+
+async def test_a_whole_reply_past_the_deadline_is_metered_with_what_was_generated(
+        books: Books) -> None:
+    async def generating() -> None:
+        account.progress(Usage(6, 4))
+        await asyncio.Event().wait()
+
+    with pytest.raises(APIError):
+        async with books.open(timeout_s=0.05) as account:
+            await account.admit(lambda: RESERVED)
+            await account.within_deadline(generating())
+    assert await books.ledger() == [(1, 6, 4)]

@@ -148,7 +148,7 @@ def test_deadline_is_a_503_and_a_stream_error_event(models: ModelsDoubleForTests
                                                      key: str) -> None:
     import asyncio
 
-    async def slow_chat(model: str, body: dict[str, Any]) -> Reply:
+    async def slow_chat(model: str, body: dict[str, Any], progress: Any) -> Reply:
         await asyncio.Event().wait()  # never set: the model outlasts any deadline
         return Reply({}, Usage(0))
 

@@ -4,7 +4,6 @@ is sent again; a model that may scale to zero is listed without being woken up."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from messages import (
     EmbeddingJob,
     ModelCard,
     ModelRoute,
+    Progress,
     ReplicaUnavailable,
     Reply,
     Usage,
@@ -60,28 +60,49 @@ class MethodDoubleForTests:
         return Done(self.outcomes.pop(0))
 
 
+class ResponseStreamDoubleForTests:
+    """A streaming handle call's response: its items, and ``cancel`` as Serve's has it."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+        self.cancelled = False
+
+    def __aiter__(self) -> ResponseStreamDoubleForTests:
+        return self
+
+    async def __anext__(self) -> Any:
+        if not self.items:
+            raise StopAsyncIteration
+        item = self.items.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        if isinstance(item, asyncio.Event):  # an engine still generating
+            await item.wait()
+            return await self.__anext__()
+        return item
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 class StreamDoubleForTests:
     def __init__(self, streams: list[list[Any]]) -> None:
         self.streams = streams
         self.calls = 0
+        self.responses: list[ResponseStreamDoubleForTests] = []
 
-    def remote(self, *args: Any) -> AsyncIterator[Any]:
+    def remote(self, *args: Any) -> ResponseStreamDoubleForTests:
         self.calls += 1
-        items = self.streams.pop(0)
-
-        async def gen() -> AsyncIterator[Any]:
-            for item in items:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-
-        return gen()
+        self.responses.append(ResponseStreamDoubleForTests(self.streams.pop(0)))
+        return self.responses[-1]
 
 
 class HandleDoubleForTests:
     def __init__(self, chat: list[Any] | None = None,
                  streams: list[list[Any]] | None = None) -> None:
-        self.chat = MethodDoubleForTests(chat or [])
+        # A whole reply's call: each outcome is a stream of its own (progress, then reply).
+        self.chat_with_progress = StreamDoubleForTests(
+            [o if isinstance(o, list) else [o] for o in chat or []])
         self.embed_many = MethodDoubleForTests([])
         self.chat_stream = StreamDoubleForTests(streams or [])
         self.describe = MethodDoubleForTests([CARD] * 10)
@@ -102,29 +123,33 @@ def no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(model_handles, "REPLICA_FAILURE_RETRY_DELAY_S", 0)
 
 
+def ignore(usage: Usage) -> None:
+    """A whole reply's progress, where a test does not look at it."""
+
+
 async def test_a_request_on_a_dead_replica_is_sent_again() -> None:
     died = ActorDiedError()
     handle = HandleDoubleForTests(chat=[died, DEAD_ENGINE, OK])
-    assert await models(handle).chat("m", {"messages": []}) == OK
-    assert handle.chat.calls == 3
+    assert await models(handle).chat("m", {"messages": []}, ignore) == OK
+    assert handle.chat_with_progress.calls == 3
 
 
 async def test_retries_end_with_a_clean_503() -> None:
     handle = HandleDoubleForTests(chat=[ActorDiedError()] * 3)
     with pytest.raises(APIError) as failed:
-        await models(handle).chat("m", {"messages": []})
+        await models(handle).chat("m", {"messages": []}, ignore)
     assert failed.value.status == 503 and failed.value.code == "replica_failed"
     assert failed.value.headers["Retry-After"]
-    assert handle.chat.calls == 3
+    assert handle.chat_with_progress.calls == 3
 
 
 async def test_a_replys_own_error_is_raised_not_retried() -> None:
     bad = APIError(400, "too long", param="messages")
     handle = HandleDoubleForTests(chat=[bad, OK])
     with pytest.raises(APIError) as refused:
-        await models(handle).chat("m", {"messages": []})
+        await models(handle).chat("m", {"messages": []}, ignore)
     assert refused.value.status == 400 and refused.value.param == "messages"
-    assert handle.chat.calls == 1
+    assert handle.chat_with_progress.calls == 1
 
 
 async def test_a_stream_is_restarted_only_before_its_first_item() -> None:
@@ -143,7 +168,7 @@ async def test_a_model_that_scales_to_zero_is_listed_without_waking_it() -> None
     served = models(handle, scales_to_zero=True)
     [card] = await served.cards()
     assert card.context_length == 32 and handle.describe.calls == 0
-    await served.chat("m", {"messages": []})
+    await served.chat("m", {"messages": []}, ignore)
     await served.cards()
     assert handle.describe.calls == 0  # the config's card stands
 
@@ -181,3 +206,32 @@ async def test_uncoalesced_embeddings_are_one_call_each_and_sent_again_on_a_dead
     sent = [bodies for bodies, in handle.embed_many.sent]
     assert sorted(b[0].texts[0] for b in sent) == ["a", "b", "c", "c"]
     assert all(len(bodies) == 1 for bodies in sent)
+
+
+async def test_a_whole_replys_progress_reaches_the_ingress_before_its_reply() -> None:
+    handle = HandleDoubleForTests(chat=[[Progress(Usage(5, 1)), Progress(Usage(5, 2)), OK]])
+    seen: list[Usage] = []
+    assert await models(handle).chat("m", {}, seen.append) == OK
+    assert seen == [Usage(5, 1), Usage(5, 2)]
+
+
+async def test_a_replica_dying_mid_reply_is_retried_and_its_work_not_counted() -> None:
+    handle = HandleDoubleForTests(chat=[[Progress(Usage(5, 9)), DEAD_ENGINE],
+                                        [Progress(Usage(5, 1)), ActorDiedError()], [OK]])
+    seen: list[Usage] = []
+    assert await models(handle).chat("m", {}, seen.append) == OK
+    assert seen == [Usage(5, 9), Usage(0), Usage(5, 1), Usage(0)]
+    assert handle.chat_with_progress.calls == 3
+
+
+async def test_a_whole_reply_ended_by_its_client_cancels_the_replicas_call() -> None:
+    still_generating = asyncio.Event()
+    handle = HandleDoubleForTests(chat=[[Progress(Usage(5, 1)), still_generating, OK]])
+    seen: list[Usage] = []
+    request = asyncio.ensure_future(models(handle).chat("m", {}, seen.append))
+    while not seen:
+        await asyncio.sleep(0)
+    request.cancel()  # Serve's proxy cancels the handler when the client goes away
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert handle.chat_with_progress.responses[0].cancelled

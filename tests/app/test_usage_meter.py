@@ -22,7 +22,7 @@ EMBED_USAGE = {"prompt_tokens": 4, "total_tokens": 4}
 @pytest.fixture
 def metered(models: ModelsDoubleForTests) -> ModelsDoubleForTests:
     """The test double, answering with ``usage`` as the real deployments do."""
-    async def chat(model: str, body: dict[str, Any]) -> Reply:
+    async def chat(model: str, body: dict[str, Any], progress: Any) -> Reply:
         models.sent.append(body)
         return Reply({"object": "chat.completion", "usage": CHAT_USAGE}, Usage.of(CHAT_USAGE))
 

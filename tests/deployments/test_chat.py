@@ -3,6 +3,7 @@ handle for a reply, a stream, a refusal and a dead engine."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from messages import (
     Chunk,
     FinalUsage,
     ModelCard,
+    Progress,
     ReplicaUnavailable,
     Reply,
     StreamUsage,
@@ -109,7 +111,8 @@ async def test_an_engine_that_dies_during_the_request(replica: Any,
 
 
 async def test_a_failure_of_a_live_engine_is_raised(replica: Any) -> None:
-    async def broken(body: dict[str, Any], shown: StreamUsage | None = None) -> Any:
+    async def broken(body: dict[str, Any], shown: StreamUsage | None = None,
+                     progress: Any = None) -> Any:
         raise RuntimeError("a bug")
 
     engine(replica).chat = broken  # type: ignore[method-assign]
@@ -144,3 +147,24 @@ async def test_a_dead_engine_ends_the_replica(monkeypatch: pytest.MonkeyPatch,
     engine(replica).dead = True
     await replica._end_when_engine_dies()
     assert exits == [1]
+
+
+async def test_a_whole_reply_reports_what_it_has_generated_before_the_reply(
+        replica: Any) -> None:
+    engine(replica).steps = [Usage(7, 1), Usage(7, 2)]
+    outcomes = replica.chat_with_progress(BODY)
+    assert await anext(outcomes) == Progress(Usage(7, 1))
+    engine(replica).step.set()
+    assert await anext(outcomes) == Progress(Usage(7, 2))
+    engine(replica).step.set()
+    reply = await anext(outcomes)
+    assert isinstance(reply, Reply) and reply.usage == Usage(7, 3)
+
+
+async def test_closing_a_whole_replys_progress_stops_the_engine_request(replica: Any) -> None:
+    engine(replica).steps = [Usage(7, 1), Usage(7, 2)]
+    outcomes = replica.chat_with_progress(BODY)
+    assert await anext(outcomes) == Progress(Usage(7, 1))
+    await outcomes.aclose()  # the ingress has gone
+    await asyncio.sleep(0)
+    assert engine(replica).cancelled

@@ -153,6 +153,31 @@ def test_abandoned_stream_is_metered_until_the_cut(base_url: str, admin_key: str
     assert 0 < rows[0]["completion_tokens"] < 400
 
 
+def test_a_whole_reply_dropped_by_its_client_is_metered_with_what_was_generated(
+        base_url: str) -> None:
+    project = inference_cli("projects", "create", "dropped")["id"]
+    key = inference_cli("keys", "create", "--permission-set", "GenerativeApisModelAccess",
+                        "--project", project)
+    client = make_client(base_url, key["secret_key"], project)
+    prompt = client.chat.completions.create(model=CHAT_MODEL, messages=STORY, max_tokens=1)
+    assert prompt.usage is not None
+    dropping = make_client(base_url, key["secret_key"], project).with_options(timeout=1.5)
+    with pytest.raises(openai.APITimeoutError):  # the client gives up and goes
+        dropping.chat.completions.create(model=CHAT_MODEL, messages=STORY, n=8,
+                                         max_tokens=1000, temperature=1)
+    deadline = time.monotonic() + 15
+    rows: list[dict[str, Any]] = []
+    while sum(r["requests"] for r in rows) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        rows = inference_cli("usage", "--project", project)
+    assert sum(r["requests"] for r in rows) == 2
+    assert sum(r["prompt_tokens"] for r in rows) == 2 * prompt.usage.prompt_tokens
+    dropped = sum(r["completion_tokens"] for r in rows) - 1
+    # What the engine generated in its time, not nothing (the quota's reservation settles
+    # to the same: tests/app/test_accounting.py).
+    assert 0 < dropped < 8 * 1000
+
+
 def test_ledger_survives_a_restart_of_the_control_plane(base_url: str,
                                                         tenants: dict[str, Any]) -> None:
     import ray

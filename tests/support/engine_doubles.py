@@ -4,13 +4,14 @@ Each records what the replica asked of it and answers as told."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
 
 from deployments.config import ChatEngine
-from messages import APIError, Chunk, StreamUsage
+from messages import APIError, Chunk, StreamUsage, Usage
 
 
 class EngineDoubleForTests:
@@ -33,6 +34,10 @@ class EngineDoubleForTests:
             "object": "chat.completion", "choices": [],
             "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
         self.dies_while_running: Exception | APIError | None = None
+        # A whole reply's steps: each reports its usage, then waits for ``step`` to be set.
+        self.steps: list[Usage] = []
+        self.step = asyncio.Event()
+        self.cancelled = False
 
     async def start(self) -> None:
         self.started = True
@@ -47,10 +52,20 @@ class EngineDoubleForTests:
     async def running_requests(self) -> int:
         return 0
 
-    async def chat(self, body: dict[str, Any], shown: StreamUsage | None = None
+    async def chat(self, body: dict[str, Any], shown: StreamUsage | None = None,
+                   progress: Callable[[Usage], None] | None = None
                    ) -> dict[str, Any] | AsyncIterator[Chunk] | APIError:
         self.sent.append(body)
         self.shown = shown
+        for usage in self.steps:  # a whole reply's progress, as the engine generates it
+            assert progress is not None
+            progress(usage)
+            try:
+                await self.step.wait()
+            except asyncio.CancelledError:
+                self.cancelled = True  # as vLLM aborts the request
+                raise
+            self.step.clear()
         if self.dies_while_running is not None:
             self.dead = True
             if isinstance(self.dies_while_running, APIError):

@@ -3,8 +3,9 @@ app.model_handles.ServeModels and records what the ingress sent to each model.""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from app.errors import model_not_found
@@ -39,6 +40,9 @@ class ModelsDoubleForTests:
         self.stream_fails_after: int | None = None
         # What the model refuses every request with, when set (as the replica would).
         self.refusal: APIError | None = None
+        # When set, a whole reply reports this much generated, then runs until cancelled.
+        self.generating_until_cancelled: Usage | None = None
+        self.progress_reported = asyncio.Event()
 
     async def cards(self) -> list[ModelCard]:
         return [
@@ -53,10 +57,15 @@ class ModelsDoubleForTests:
             raise model_not_found(model)
         return tasks[model]
 
-    async def chat(self, model: str, body: dict[str, Any]) -> Reply:
+    async def chat(self, model: str, body: dict[str, Any],
+                   progress: Callable[[Usage], None]) -> Reply:
         self.sent.append(body)
         if self.refusal is not None:
             raise self.refusal
+        if self.generating_until_cancelled is not None:
+            progress(self.generating_until_cancelled)
+            self.progress_reported.set()
+            await asyncio.Event().wait()  # until the request is cancelled
         return Reply({"object": "chat.completion", "model": model}, Usage(0))
 
     async def chat_stream(
