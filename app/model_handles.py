@@ -29,6 +29,7 @@ from messages import (
     ReplicaUnavailable,
     Reply,
     StreamUsage,
+    TranscriptionJob,
     UnexpectedFailure,
 )
 
@@ -47,6 +48,8 @@ class ModelBackend(Protocol):
     ) -> AsyncIterator[Chunk | FinalUsage]: ...
 
     async def embed(self, model: str, job: EmbeddingJob) -> Reply: ...
+
+    async def transcribe(self, model: str, job: TranscriptionJob) -> Reply: ...
 
 
 # A request whose replica died before it produced anything (no output was delivered) is
@@ -185,6 +188,13 @@ class ServeModels:
         if isinstance(outcome, UnexpectedFailure):  # the replica logged why
             raise RuntimeError(  # noqa: TRY004 - a failure on the replica, not a type error
                 f"the embedding replica failed on this request: {outcome.detail}")
+        _raise_refusal(outcome, model)
+        assert isinstance(outcome, Reply)
+        return outcome
+
+    async def transcribe(self, model: str, job: TranscriptionJob) -> Reply:
+        handle = self._routes[model].handle
+        _, outcome = await self._first(model, lambda: handle.transcribe.remote(job), _resolved)
         _raise_refusal(outcome, model)
         assert isinstance(outcome, Reply)
         return outcome
