@@ -50,6 +50,7 @@ test: models lint
 
 bench: models
 	$(PY) -m bench.run
+	$(PY) -m bench.transcription
 
 # Ray's autoscaler over simulated GPU nodes on this machine: scale-up, faults, scale-down.
 cluster-demo: models
