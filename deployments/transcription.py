@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import threading
 import time
 from typing import Any
 
@@ -86,9 +87,18 @@ class TranscriptionDeployment:
         refusal = self._refusal(job)
         if refusal is not None:
             return refusal
+        # A request cancelled (its deadline passed, its client left) stops at the next
+        # 30-second window: the thread cannot be interrupted, but it looks between windows.
+        cancelled = threading.Event()
         async with self._slots:
-            # Decoding and the model hold the CPU; a thread keeps the replica answering.
-            return await asyncio.to_thread(self._transcribe, job)
+            try:
+                # Decoding and the model hold the CPU; a thread keeps the replica answering.
+                reply = await asyncio.to_thread(self._transcribe, job, cancelled)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+        assert reply is not None  # None only once cancelled
+        return reply
 
     def _decoded(self, job: TranscriptionJob) -> Any:
         from faster_whisper import decode_audio
@@ -107,7 +117,8 @@ class TranscriptionDeployment:
                             code="invalid_file")
         return audio
 
-    def _transcribe(self, job: TranscriptionJob) -> Reply | APIError:
+    def _transcribe(self, job: TranscriptionJob, cancelled: threading.Event
+                    ) -> Reply | APIError | None:
         audio = self._decoded(job)
         if isinstance(audio, APIError):
             return audio
@@ -123,7 +134,11 @@ class TranscriptionDeployment:
                 audio, batch_size=self.settings.batch_size, **options)
         else:
             segments, info = self.model.transcribe(audio, **options)
-        pieces = list(segments)  # the generator decodes as it is read
+        pieces = []
+        for segment in segments:  # the generator decodes a window at a time, as it is read
+            if cancelled.is_set():
+                return None
+            pieces.append(segment)
         duration = round(float(info.duration), 2)
         body: dict[str, Any] = {
             "text": "".join(s.text for s in pieces).strip(),

@@ -4,6 +4,7 @@ transcript it sends to the ingress."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -78,3 +79,12 @@ async def test_a_prompt_beyond_whispers_window_is_a_400(replica: Any) -> None:
     assert isinstance(refusal, APIError) and refusal.param == "prompt"
     assert "at most 223" in refusal.message
     assert isinstance(await replica.transcribe(job(prompt="A phone message.")), Reply)
+
+
+def test_a_cancelled_request_stops_between_windows(replica: Any) -> None:
+    """Serve cancels the call when the deadline passes or the client leaves; the thread,
+    which cannot be interrupted, sees the flag before its next 30-second window."""
+    cancelled = threading.Event()
+    cancelled.set()
+    assert replica._transcribe(job("paragraph.ogg"), cancelled) is None
+    assert isinstance(replica._transcribe(job(), threading.Event()), Reply)
