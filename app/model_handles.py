@@ -38,7 +38,8 @@ class ModelBackend(Protocol):
     async def cards(self) -> list[ModelCard]: ...
 
     async def task_of(self, model: str) -> str:
-        """``chat`` or ``embedding``; raises the contract's 404 for an unknown model."""
+        """``chat``, ``embedding`` or ``transcription``; raises the contract's 404 for an
+        unknown model."""
         ...
 
     async def chat(self, model: str, body: dict[str, Any]) -> Reply: ...
