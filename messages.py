@@ -81,6 +81,8 @@ class Usage:
 
     prompt_tokens: int
     completion_tokens: int = 0
+    # Seconds of audio a transcription listened to (its reply's ``usage.seconds``).
+    audio_seconds: float = 0.0
 
     @property
     def total_tokens(self) -> int:
@@ -89,6 +91,8 @@ class Usage:
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled once per streamed chunk: positional arguments cost half of a slotted
         # dataclass's default state (docs/performance.md, "Typed messages across handles").
+        if self.audio_seconds:
+            return (Usage, (self.prompt_tokens, self.completion_tokens, self.audio_seconds))
         return (Usage, (self.prompt_tokens, self.completion_tokens))
 
     @classmethod
@@ -194,6 +198,20 @@ class EmbeddingJob:
     truncate_prompt_tokens: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TranscriptionJob:
+    """One transcription request's work: the uploaded file as sent (the replica decodes it)
+    and the options of OpenAI's form. The reply's body is the whole transcript (text,
+    language, duration, segments, words); the ingress shapes it into the asked format."""
+
+    audio: bytes
+    filename: str
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = 0.0
+    word_timestamps: bool = False
+
+
 # --- what the ingress knows of each model ------------------------------------------------
 
 
@@ -204,7 +222,7 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
-    task: Literal["chat", "embedding"]  # extension
+    task: Literal["chat", "embedding", "transcription"]  # extension
     context_length: int  # extension
     dimensions: int | None = None  # extension: embeddings only
 
@@ -213,7 +231,7 @@ class ModelCard(BaseModel):
 class ModelRoute:
     """Where the ingress sends one public model's requests, and what the config says of it."""
 
-    task: Literal["chat", "embedding"]
+    task: Literal["chat", "embedding", "transcription"]
     handle: Any  # the Serve handle of the model's deployment
     # Longest wait for a replica to take a request before a 503 (None: no limit).
     wait_for_replica_s: float | None

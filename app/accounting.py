@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from app import metrics
 from app.auth import Caller
@@ -78,6 +78,12 @@ class Accounting:
     def reply(self, reply: Reply) -> JSONResponse:
         self._done(reply.usage)
         return JSONResponse(reply.body, headers=self._headers)
+
+    def respond(self, usage: Usage, response: Response) -> Response:
+        """A whole reply already shaped (a transcript as text, SRT, ...)."""
+        self._done(usage)
+        response.headers.update(self._headers)
+        return response
 
     def stream(self, first: Chunk, rest: AsyncIterator[Chunk | FinalUsage]) -> SSEResponse:
         """The rest of the request's books are the stream's: it settles when it ends."""

@@ -30,6 +30,7 @@ from messages import (
     ReplicaUnavailable,
     Reply,
     StreamUsage,
+    TranscriptionJob,
     UnexpectedFailure,
     Usage,
 )
@@ -39,7 +40,8 @@ class ModelBackend(Protocol):
     async def cards(self) -> list[ModelCard]: ...
 
     async def task_of(self, model: str) -> str:
-        """``chat`` or ``embedding``; raises the contract's 404 for an unknown model."""
+        """``chat``, ``embedding`` or ``transcription``; raises the contract's 404 for an
+        unknown model."""
         ...
 
     async def chat(self, model: str, body: dict[str, Any],
@@ -52,6 +54,8 @@ class ModelBackend(Protocol):
     ) -> AsyncIterator[Chunk | FinalUsage]: ...
 
     async def embed(self, model: str, job: EmbeddingJob) -> Reply: ...
+
+    async def transcribe(self, model: str, job: TranscriptionJob) -> Reply: ...
 
 
 # A request whose replica died before it produced anything (no output was delivered) is
@@ -210,6 +214,13 @@ class ServeModels:
         if isinstance(outcome, UnexpectedFailure):  # the replica logged why
             raise RuntimeError(  # noqa: TRY004 - a failure on the replica, not a type error
                 f"the embedding replica failed on this request: {outcome.detail}")
+        _raise_refusal(outcome, model)
+        assert isinstance(outcome, Reply)
+        return outcome
+
+    async def transcribe(self, model: str, job: TranscriptionJob) -> Reply:
+        handle = self._routes[model].handle
+        _, outcome = await self._first(model, lambda: handle.transcribe.remote(job), _resolved)
         _raise_refusal(outcome, model)
         assert isinstance(outcome, Reply)
         return outcome

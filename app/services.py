@@ -21,6 +21,7 @@ from control.deployment import ControlPlaneAPI
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_REQUEST_TIMEOUT_S = 600.0
 DEFAULT_BODY_TIMEOUT_S = 30.0
+DEFAULT_MAX_AUDIO_BYTES = 25 * 1024 * 1024
 
 ModelRequest = TypeVar("ModelRequest", ChatCompletionRequest, EmbeddingRequest)
 
@@ -30,6 +31,7 @@ class Limits:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    max_audio_bytes: int = DEFAULT_MAX_AUDIO_BYTES  # the whole upload of a transcription
 
 
 class Services:
@@ -64,6 +66,15 @@ class Services:
                 param="model", code="model_not_supported")
         request.state.model = model
         return who, req
+
+    async def check_task(self, request: Request, model: str, task: str) -> None:
+        """``model`` exists (else the 404) and is a model of ``task`` (else a 400)."""
+        actual = await self.models.task_of(model)
+        if actual != task:
+            raise bad_request(
+                f"'{model}' is an {actual} model; it cannot be used with {request.url.path}.",
+                param="model", code="model_not_supported")
+        request.state.model = model
 
     def books(self, request: Request, who: Caller, model: str, user: str | None) -> Accounting:
         return Accounting(request, who, model, user, meter=self.meter, quotas=self.quotas,

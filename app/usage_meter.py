@@ -25,17 +25,19 @@ class UsageMeter:
     def __init__(self, control_plane: ControlPlaneAPI, interval: float = 1.0) -> None:
         self.control_plane = control_plane
         self.interval = interval
-        self._buffer: dict[Row, list[int]] = {}
+        # requests, prompt tokens, completion tokens, audio seconds
+        self._buffer: dict[Row, list[float]] = {}
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     def record(self, project_id: str, key_id: str, model: str, usage: Usage,
                user: str | None = None) -> None:
         counts = self._buffer.setdefault((project_id, key_id, model, today(), user or None),
-                                         [0, 0, 0])
+                                         [0, 0, 0, 0.0])
         counts[0] += 1
         counts[1] += usage.prompt_tokens
         counts[2] += usage.completion_tokens
+        counts[3] += usage.audio_seconds
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -54,15 +56,16 @@ class UsageMeter:
             pending, self._buffer = self._buffer, {}
             rows = [
                 {"project_id": p, "key_id": k, "model": m, "day": d, "user": u,
-                 "requests": c[0], "prompt_tokens": c[1], "completion_tokens": c[2]}
+                 "requests": int(c[0]), "prompt_tokens": int(c[1]),
+                 "completion_tokens": int(c[2]), "audio_seconds": c[3]}
                 for (p, k, m, d, u), c in pending.items()
             ]
             try:
                 await self.control_plane.add_usage(rows)
             except BaseException:
                 for row, counts in pending.items():  # put them back, merged with newer ones
-                    merged = self._buffer.setdefault(row, [0, 0, 0])
-                    for i in range(3):
+                    merged = self._buffer.setdefault(row, [0, 0, 0, 0.0])
+                    for i in range(4):
                         merged[i] += counts[i]
                 raise
 

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS {name} (
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     user TEXT NOT NULL DEFAULT '',
+    audio_seconds REAL NOT NULL DEFAULT 0,  -- seconds of audio transcribed
     PRIMARY KEY (project_id, key_id, model, day, user)
 )"""
 _SCHEMA += _USAGE_TABLE.format(name="usage") + ";\n"
@@ -56,6 +57,14 @@ def migrate_usage(db: sqlite3.Connection) -> None:
     db.execute(f"INSERT INTO usage_with_user ({columns}) SELECT {columns} FROM usage")
     db.execute("DROP TABLE usage")
     db.execute("ALTER TABLE usage_with_user RENAME TO usage")
+
+
+def migrate_audio_seconds(db: sqlite3.Connection) -> None:
+    """Give a ledger made before transcriptions were metered its ``audio_seconds`` column
+    (0 for the rows it already has). Runs inside the caller's write transaction, after
+    :func:`migrate_usage`; a no-op once done."""
+    if "audio_seconds" not in {row[1] for row in db.execute("PRAGMA table_info(usage)")}:
+        db.execute("ALTER TABLE usage ADD COLUMN audio_seconds REAL NOT NULL DEFAULT 0")
 
 
 def prepare(path: Path) -> None:

@@ -17,7 +17,12 @@ from control.store import state_dir
 from deployments.chat import ChatDeployment
 from deployments.config import AppConfig, ModelSpec
 from deployments.embeddings import EmbeddingDeployment
+from deployments.transcription import TranscriptionDeployment
 from messages import ModelCard, ModelRoute
+
+# @serve.deployment turns the classes into Deployments; mypy sees the classes.
+DEPLOYMENTS: dict[str, Any] = {"chat": ChatDeployment, "embedding": EmbeddingDeployment,
+                               "transcription": TranscriptionDeployment}
 
 
 def deployment_name(model_id: str) -> str:
@@ -30,8 +35,7 @@ def build_app(args: dict[str, Any]) -> Application:
     routes: dict[str, ModelRoute] = {}
     built = int(time.time())
     for spec in config.models:
-        # @serve.deployment turns the classes into Deployments; mypy sees the classes.
-        deployment: Deployment = ChatDeployment if spec.task == "chat" else EmbeddingDeployment  # type: ignore[assignment]
+        deployment: Deployment = DEPLOYMENTS[spec.task]
         bound = deployment.options(
             name=deployment_name(spec.id), **with_router(spec.serve_options())
         ).bind(spec.model_dump())
@@ -69,6 +73,9 @@ def _config_card(spec: ModelSpec, built: int) -> ModelCard | None:
     if spec.chat:
         return ModelCard(id=spec.id, created=built, owned_by=spec.owned_by, task="chat",
                          context_length=spec.chat.max_model_len)
+    if spec.transcription:  # every Whisper's text context
+        return ModelCard(id=spec.id, created=built, owned_by=spec.owned_by,
+                         task="transcription", context_length=WHISPER_TEXT_CONTEXT)
     assert spec.embedding is not None
     if spec.embedding.dimensions is None or spec.embedding.max_seq_length is None:
         return None
@@ -77,6 +84,7 @@ def _config_card(spec: ModelSpec, built: int) -> ModelCard | None:
                      dimensions=spec.embedding.dimensions)
 
 
+WHISPER_TEXT_CONTEXT = 448
 # Ray gives every cluster's head node this resource (and no other node).
 HEAD_NODE_RESOURCE = "node:__internal_head__"
 

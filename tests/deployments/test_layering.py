@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_model_replicas_import_neither_the_http_edge_nor_the_control_plane() -> None:
-    probe = ("import sys, deployments.chat, deployments.embeddings; "
+    probe = ("import sys, deployments.chat, deployments.embeddings, deployments.transcription; "
              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('app', 'control')))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout

@@ -24,7 +24,7 @@ import pytest
 from bench.run import free_port, laptop_config_on, sigint_as_in_a_terminal
 from deployments.app import deployment_name
 from launch.engine_reaper import descendants, running
-from tests.support.e2e import CHAT_MODEL, EMBED_MODEL, command_name
+from tests.support.e2e import CHAT_MODEL, EMBED_MODEL, RECORDINGS, SPEECH_MODEL, command_name
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # `make serve` itself: its own Ray and the built-in models
@@ -98,7 +98,7 @@ def make_serve(tmp_path: Path) -> Iterator[Served]:
                 break
             except (openai.APIConnectionError, openai.NotFoundError):
                 time.sleep(1)
-        assert {m.id for m in models} == {CHAT_MODEL, EMBED_MODEL}
+        assert {m.id for m in models} == {CHAT_MODEL, EMBED_MODEL, SPEECH_MODEL}
         yield served
     finally:
         for pid in session(process.pid):
@@ -117,6 +117,9 @@ def test_make_serve_prints_where_it_listens_and_a_key_that_works(tmp_path: Path)
         assert reply.usage is not None and reply.usage.completion_tokens > 0
         embedding = client.embeddings.create(model=EMBED_MODEL, input="hello")
         assert len(embedding.data[0].embedding) == 384
+        heard = client.audio.transcriptions.create(model=SPEECH_MODEL,
+                                                   file=RECORDINGS / "weather.wav")
+        assert "sunny" in heard.text
         with pytest.raises(openai.AuthenticationError):
             served.client("sk-not-a-key").models.list()
 

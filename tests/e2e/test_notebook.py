@@ -19,3 +19,6 @@ def test_quickstart_notebook_runs(base_url: str, admin_key: str,
     NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
     first_answer = "".join(o.get("text", "") for o in notebook.cells[1].outputs)
     assert "Paris" in first_answer
+    speech = next(c for c in notebook.cells if "transcriptions.create" in c.source)
+    heard = "".join(o.get("text", "") for o in speech.outputs)
+    assert "sunny" in heard and "seconds=" in heard

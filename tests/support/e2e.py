@@ -17,6 +17,9 @@ from bench.run import free_port
 ROOT = Path(__file__).resolve().parents[2]
 CHAT_MODEL = "huggingfacetb/smollm2-135m-instruct:fp32"
 EMBED_MODEL = "sentence-transformers/all-minilm-l6-v2:fp32"
+SPEECH_MODEL = "openai/whisper-tiny.en:int8"
+# Short speech recordings (tests/e2e/audio/make_recordings.py says how they were made).
+RECORDINGS = ROOT / "tests" / "e2e" / "audio"
 # Where the e2e session's Ray exports its metrics (tests/e2e/conftest.py starts it there).
 METRICS_PORT = free_port()
 

@@ -17,11 +17,27 @@ from messages import (
     ModelCard,
     Reply,
     StreamUsage,
+    TranscriptionJob,
     Usage,
 )
 
 CHAT = "org/chat-model:bf16"
 EMBED = "org/embed-model:fp32"
+TRANSCRIBE = "org/speech-model:int8"
+# What the double "hears" in any file: two segments, with words.
+TRANSCRIPT = {
+    "text": "Hello there. General Kenobi.", "language": "en", "duration": 3.25,
+    "segments": [
+        {"id": 0, "seek": 0, "start": 0.0, "end": 1.5, "text": " Hello there.", "tokens": [1],
+         "temperature": 0.0, "avg_logprob": -0.1, "compression_ratio": 1.0,
+         "no_speech_prob": 0.0},
+        {"id": 1, "seek": 0, "start": 1.5, "end": 3.25, "text": " General Kenobi.",
+         "tokens": [2], "temperature": 0.0, "avg_logprob": -0.1, "compression_ratio": 1.0,
+         "no_speech_prob": 0.0},
+    ],
+    "words": [{"word": "Hello", "start": 0.0, "end": 0.6}, {"word": "there.", "start": 0.6,
+                                                            "end": 1.5}],
+}
 
 
 def chunk(payload: dict[str, Any]) -> Chunk:
@@ -49,10 +65,12 @@ class ModelsDoubleForTests:
             ModelCard(id=CHAT, created=1, owned_by="o", task="chat", context_length=2048),
             ModelCard(id=EMBED, created=1, owned_by="o", task="embedding", context_length=256,
                       dimensions=8),
+            ModelCard(id=TRANSCRIBE, created=1, owned_by="o", task="transcription",
+                      context_length=448),
         ]
 
     async def task_of(self, model: str) -> str:
-        tasks = {CHAT: "chat", EMBED: "embedding"}
+        tasks = {CHAT: "chat", EMBED: "embedding", TRANSCRIBE: "transcription"}
         if model not in tasks:
             raise model_not_found(model)
         return tasks[model]
@@ -83,6 +101,15 @@ class ModelsDoubleForTests:
     async def embed(self, model: str, job: EmbeddingJob) -> Reply:
         self.sent.append(job)
         return Reply({"object": "list", "data": [], "model": model}, Usage(0))
+
+    async def transcribe(self, model: str, job: TranscriptionJob) -> Reply:
+        """The same transcript for any file, as the replica shapes it (words only when
+        asked)."""
+        self.sent.append(job)
+        if self.refusal is not None:
+            raise self.refusal
+        body = {k: v for k, v in TRANSCRIPT.items() if k != "words" or job.word_timestamps}
+        return Reply(body, Usage(0, 0, audio_seconds=float(TRANSCRIPT["duration"])))
 
 
 def chat_body(**fields: Any) -> dict[str, Any]:
