@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -24,7 +25,9 @@ import pytest
 from bench.run import free_port, laptop_config_on, sigint_as_in_a_terminal
 from deployments.app import deployment_name
 from launch.engine_reaper import descendants, running
+from launch.loopback import ray_token_path
 from tests.support.e2e import CHAT_MODEL, EMBED_MODEL, command_name
+from tests.support.sockets import listeners
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # `make serve` itself: its own Ray and the built-in models
@@ -119,6 +122,12 @@ def test_make_serve_prints_where_it_listens_and_a_key_that_works(tmp_path: Path)
         assert len(embedding.data[0].embedding) == 384
         with pytest.raises(openai.AuthenticationError):
             served.client("sk-not-a-key").models.list()
+        # Nothing it started listens beyond loopback; Ray's token and the store are owner-only.
+        exposed = [(command_name(x.pid), str(x.address), x.port)
+                   for x in listeners(session(served.process.pid)) if not x.loopback]
+        assert not exposed, exposed
+        assert stat.S_IMODE(ray_token_path().stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
 
         os.killpg(served.process.pid, signal.SIGINT)  # Ctrl-C in the terminal
         stopped_everything(served, "Ctrl-C")
