@@ -3,13 +3,16 @@ check every reply must pass: a success, or an error in the envelope, never a 5xx
 
 Generation is schemathesis's: "positive" requests are valid per the description, "negative"
 ones break it (wrong types, missing or null fields, bodies that are no object). Bodies valid
-per OpenAI's description may still be refused here (unknown fields are a 400 by contract), so
-a third kind pins ``model`` to one the service has, to reach further into validation.
+per OpenAI's description may still be refused here (unknown fields are a 400 by contract, and
+the generated model ids are not this service's), so a body can be shaped on its way out:
+``model`` pinned to one the service has, fields the description does not declare dropped
+(both stay valid per the description), to reach further into validation and the models.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,8 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 SPEC_PATH = Path(__file__).with_name("openai-openapi-subset.yaml")
-SCHEMA = schemathesis.openapi.from_dict(yaml.safe_load(SPEC_PATH.read_text()))
+SPEC = yaml.safe_load(SPEC_PATH.read_text())
+SCHEMA = schemathesis.openapi.from_dict(SPEC)
 OPERATIONS = {(op.method.upper(), op.path): op
               for op in (result.ok() for result in SCHEMA.get_all_operations())}
 ENVELOPE_FIELDS = {"message", "type", "param", "code"}
@@ -53,15 +57,43 @@ def _content(body: Any) -> bytes | None:
     return json.dumps(body).encode()
 
 
-def requests(method: str, path: str, mode: GenerationMode,
-             model: str | None = None) -> st.SearchStrategy[Generated]:
+Shape = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def declared_fields(path: str) -> frozenset[str]:
+    """The fields the description declares for the JSON body of ``POST path``."""
+    schemas = SPEC["components"]["schemas"]
+
+    def fields(schema: dict[str, Any]) -> set[str]:
+        if "$ref" in schema:
+            return fields(schemas[schema["$ref"].rsplit("/", 1)[1]])
+        found = set(schema.get("properties", {}))
+        for part in schema.get("allOf", []):
+            found |= fields(part)
+        return found
+
+    body = SPEC["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+    return frozenset(fields(body["schema"]))
+
+
+def declared_only(path: str) -> Shape:
+    declared = declared_fields(path)
+    return lambda body: {name: value for name, value in body.items() if name in declared}
+
+
+def requests(method: str, path: str, mode: GenerationMode, model: str | None = None,
+             shape: Shape | None = None) -> st.SearchStrategy[Generated]:
     """Requests for one operation of the description; with ``model``, an object body gets
-    that model (what the service has) in place of the generated one."""
+    that model (what the service has) in place of the generated one; ``shape`` changes an
+    object body further."""
 
     def build(case: Any) -> Generated:
         body = case.body
-        if model is not None and isinstance(body, dict):
-            body = {**body, "model": model}
+        if isinstance(body, dict):
+            if shape is not None:
+                body = shape(body)
+            if model is not None:
+                body = {**body, "model": model}
         return Generated(method, "/v1" + case.formatted_path, _content(body),
                          dict(case.query or {}))
 

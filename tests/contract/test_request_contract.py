@@ -16,24 +16,28 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from starlette.testclient import TestClient
 
-from tests.contract.generated import Generated, check_reply, requests
+from tests.contract.generated import Generated, Shape, check_reply, declared_only, requests
 from tests.support.models_double import CHAT, EMBED
 
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
-# (method, path, generation mode, model pinned, cases): at least 2,000 in all.
-RUNS = [
-    ("POST", "/chat/completions", POSITIVE, None, 300),
-    ("POST", "/chat/completions", POSITIVE, CHAT, 400),
-    ("POST", "/chat/completions", POSITIVE, EMBED, 50),   # a model of the other task
-    ("POST", "/chat/completions", NEGATIVE, None, 300),
-    ("POST", "/embeddings", POSITIVE, None, 200),
-    ("POST", "/embeddings", POSITIVE, EMBED, 300),
-    ("POST", "/embeddings", POSITIVE, CHAT, 50),
-    ("POST", "/embeddings", NEGATIVE, None, 200),
-    ("GET", "/models", POSITIVE, None, 20),
-    ("GET", "/models", NEGATIVE, None, 20),
-    ("GET", "/models/{model}", POSITIVE, None, 100),
-    ("GET", "/models/{model}", NEGATIVE, None, 100),
+CHAT_FIELDS = declared_only("/chat/completions")
+EMBED_FIELDS = declared_only("/embeddings")
+# (method, path, generation mode, model pinned, body shaped, cases): at least 2,000 in all.
+RUNS: list[tuple[str, str, GenerationMode, str | None, Shape | None, int]] = [
+    ("POST", "/chat/completions", POSITIVE, None, None, 200),
+    ("POST", "/chat/completions", POSITIVE, CHAT, None, 200),
+    ("POST", "/chat/completions", POSITIVE, CHAT, CHAT_FIELDS, 400),
+    ("POST", "/chat/completions", POSITIVE, EMBED, None, 50),   # a model of the other task
+    ("POST", "/chat/completions", NEGATIVE, None, None, 300),
+    ("POST", "/embeddings", POSITIVE, None, None, 150),
+    ("POST", "/embeddings", POSITIVE, EMBED, None, 150),
+    ("POST", "/embeddings", POSITIVE, EMBED, EMBED_FIELDS, 250),
+    ("POST", "/embeddings", POSITIVE, CHAT, None, 50),
+    ("POST", "/embeddings", NEGATIVE, None, None, 200),
+    ("GET", "/models", POSITIVE, None, None, 20),
+    ("GET", "/models", NEGATIVE, None, None, 20),
+    ("GET", "/models/{model}", POSITIVE, None, None, 100),
+    ("GET", "/models/{model}", NEGATIVE, None, None, 100),
 ]
 SENT: list[int] = []
 
@@ -52,15 +56,17 @@ def send(client: TestClient, request: Generated) -> None:
     SENT.append(reply.status_code)
 
 
-@pytest.mark.parametrize(("method", "path", "mode", "model", "cases"), RUNS,
-                         ids=[f"{m} {p} {g.value}{' ' + (x or '')}" for m, p, g, x, _ in RUNS])
+@pytest.mark.parametrize(
+    ("method", "path", "mode", "model", "shape", "cases"), RUNS,
+    ids=[f"{m} {p} {g.value} {x or 'any model'}{' declared fields' if f else ''}"
+         for m, p, g, x, f, _ in RUNS])
 def test_every_generated_request_is_a_success_or_an_error_in_the_envelope(
         client: TestClient, method: str, path: str, mode: GenerationMode, model: str | None,
-        cases: int) -> None:
+        shape: Shape | None, cases: int) -> None:
     before = len(SENT)
 
     @seeded(cases)
-    @given(requests(method, path, mode, model))
+    @given(requests(method, path, mode, model, shape))
     def run(request: Generated) -> None:
         send(client, request)
 

@@ -27,7 +27,11 @@ from deployments.app import deployment_name
 from launch.engine_reaper import descendants, running
 from launch.loopback import ray_token_path
 from tests.support.e2e import CHAT_MODEL, EMBED_MODEL, command_name
-from tests.support.sockets import listeners
+from tests.support.sockets import (
+    SERVE_REPLICA_TITLE,
+    listeners,
+    refuses_calls_without_ray_token,
+)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # `make serve` itself: its own Ray and the built-in models
@@ -123,9 +127,13 @@ def test_make_serve_prints_where_it_listens_and_a_key_that_works(tmp_path: Path)
         with pytest.raises(openai.AuthenticationError):
             served.client("sk-not-a-key").models.list()
         # Nothing it started listens beyond loopback; Ray's token and the store are owner-only.
-        exposed = [(command_name(x.pid), str(x.address), x.port)
-                   for x in listeners(session(served.process.pid)) if not x.loopback]
-        assert not exposed, exposed
+        # (Serve's replica port is the exception, refused without Ray's token.)
+        pids = {*session(served.process.pid), *descendants(served.process.pid)}
+        exposed = [x for x in listeners(sorted(pids)) if not x.loopback]
+        beyond = [(command_name(x.pid), str(x.address), x.port) for x in exposed
+                  if not command_name(x.pid).startswith(SERVE_REPLICA_TITLE)]
+        assert not beyond, beyond
+        assert all(refuses_calls_without_ray_token(x.port) for x in exposed), exposed
         assert stat.S_IMODE(ray_token_path().stat().st_mode) == 0o600
         assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
 

@@ -64,3 +64,36 @@ def listeners(pids: list[int]) -> list[Listener]:
                 if inode in inodes:
                     found.append(Listener(pid, *inodes[inode]))
     return found
+
+
+# Ray Serve 2.60 binds each replica's inter-deployment gRPC server to [::]:0 (hard-coded in
+# ray/serve/_private/replica.py); nothing the launcher sets moves it to loopback. Ray's token
+# guards it: a call without the token is refused (UNAUTHENTICATED).
+SERVE_REPLICA_TITLE = "ray::ServeReplica:"
+
+
+def refuses_calls_without_ray_token(port: int) -> bool:
+    """A gRPC call without Ray's token to ``port`` (from this machine's outward address when
+    it has one) is refused as unauthenticated."""
+    import grpc
+
+    channel = grpc.insecure_channel(f"{outward_address()}:{port}")
+    try:
+        channel.unary_unary("/ray.serve.ASGIService/HandleRequest")(b"", timeout=10)
+    except grpc.RpcError as e:
+        return bool(e.code() == grpc.StatusCode.UNAUTHENTICATED)
+    finally:
+        channel.close()
+    return False
+
+
+def outward_address() -> str:
+    """The address this machine reaches others from (no packet is sent)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: only the route is looked up
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
