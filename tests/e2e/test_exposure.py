@@ -9,6 +9,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from launch.engine_reaper import descendants
 from launch.loopback import ray_token_path
 from tests.support.e2e import METRICS_PORT, command_name
@@ -17,6 +19,8 @@ from tests.support.sockets import (
     listeners,
     refuses_calls_without_ray_token,
 )
+
+pytestmark = pytest.mark.slow  # the real Serve app on the built-in models
 
 
 def test_nothing_the_app_started_listens_beyond_loopback(base_url: str) -> None:
