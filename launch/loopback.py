@@ -56,6 +56,12 @@ def own_ray_token() -> Path | None:
 def apply() -> None:
     """For the Ray that starts from this process: loopback only, the token owner-only."""
     os.environ.update(LOOPBACK_ENV)
+    # Ray reads the variable when it is imported: the processes it starts from here read it
+    # from the environment, and a process that imported Ray already (a test session) gets
+    # the value Ray would have read.
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False  # type: ignore[attr-defined]
     own_ray_token()
 
 

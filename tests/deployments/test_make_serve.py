@@ -129,7 +129,10 @@ def test_make_serve_prints_where_it_listens_and_a_key_that_works(tmp_path: Path)
         # Nothing it started listens beyond loopback; Ray's token and the store are owner-only.
         # (Serve's replica port is the exception, refused without Ray's token.)
         pids = {*session(served.process.pid), *descendants(served.process.pid)}
-        exposed = [x for x in listeners(sorted(pids)) if not x.loopback]
+        found = listeners(sorted(pids))
+        names = {command_name(x.pid).split(":")[0].rsplit("/", 1)[-1] for x in found}
+        assert {"gcs_server", "raylet"} <= names, names  # Ray's own daemons are among them
+        exposed = [x for x in found if not x.loopback]
         beyond = [(command_name(x.pid), str(x.address), x.port) for x in exposed
                   if not command_name(x.pid).startswith(SERVE_REPLICA_TITLE)]
         assert not beyond, beyond

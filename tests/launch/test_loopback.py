@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -46,8 +48,12 @@ def test_apply_makes_ray_take_loopback_as_the_node_address(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "token"))
     monkeypatch.setattr(loopback.os, "environ", dict(loopback.os.environ))
+    # A process that imported Ray already gets what Ray would have read from the variable.
+    constants = types.SimpleNamespace(ENABLE_RAY_CLUSTER=True)
+    monkeypatch.setitem(sys.modules, "ray._private.ray_constants", constants)
     loopback.apply()
     assert loopback.os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
+    assert constants.ENABLE_RAY_CLUSTER is False
     assert mode(tmp_path / "token") == 0o600
 
 
