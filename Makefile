@@ -51,9 +51,10 @@ serve: models
 	@# First start: creates a full-access key for the default project and prints it once.
 	$(VENV)/bin/inference init --config $(SERVE_CONFIG)
 	@# config/serve.env: how Serve itself runs (process settings Ray reads when it starts).
+	@# launch/loopback.py: Ray listens on 127.0.0.1 only; its token file is owner-only.
 	@# launch/cpu_layout.py: on CPU, the chat engine's compute cores are its own.
-	set -a && . config/serve.env && set +a && exec $(PY) -m launch.cpu_layout \
-		$(SERVE_CONFIG) -- $(VENV)/bin/serve run $(SERVE_CONFIG)
+	set -a && . config/serve.env && set +a && exec $(PY) -m launch.loopback -- \
+		$(PY) -m launch.cpu_layout $(SERVE_CONFIG) -- $(VENV)/bin/serve run $(SERVE_CONFIG)
 
 lint: setup
 	$(VENV)/bin/ruff check $(SOURCES) tests

@@ -47,7 +47,10 @@ def _day(ts: float | None = None) -> str:
 class Store:
     def __init__(self, directory: Path | str | None = None) -> None:
         self.directory = Path(directory) if directory is not None else state_dir()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Key hashes, projects and the ledger: its owner's only (the database files inside
+        # are created with the process's umask; the directory keeps everyone else out).
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory.chmod(0o700)
         self.path = self.directory / "control-plane.sqlite3"
         schema.prepare(self.path)  # outside _db's transaction: executescript commits
         with self._db() as db:

@@ -125,9 +125,17 @@ def test_ray_starts_from_the_project_venv_and_workers_join_the_head(
     worker = _commands(raw, "worker_start_ray_commands")
     assert ".venv/bin/ray start --head --port=6379" in head
     assert "--autoscaling-config=~/ray_bootstrap_config.yaml" in head
-    assert "--dashboard-host=0.0.0.0" in head
+    assert "--dashboard-host=127.0.0.1" in head  # reached through `ray dashboard` (SSH)
     assert "--metrics-export-port=8080" in head
     assert ".venv/bin/ray start --address=$RAY_HEAD_IP:6379" in worker
     for commands in (head, worker):
         assert commands.startswith("~/inference-cluster/.venv/bin/ray stop")
         assert "HF_HOME=" in commands
+
+
+def test_clients_reach_only_the_api_port(raw: dict[str, Any]) -> None:
+    """Ray adds SSH and all traffic between the cluster's own nodes; the only rule for
+    anyone else is the API port (Serve's proxy), from a given network, not the world."""
+    [rule] = raw["provider"]["security_group"]["IpPermissions"]
+    assert (rule["FromPort"], rule["ToPort"], rule["IpProtocol"]) == (8000, 8000, "tcp")
+    assert [r["CidrIp"] for r in rule["IpRanges"]] != ["0.0.0.0/0"]

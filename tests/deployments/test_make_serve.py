@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -24,7 +25,19 @@ import pytest
 from bench.run import free_port, laptop_config_on, sigint_as_in_a_terminal
 from deployments.app import deployment_name
 from launch.engine_reaper import descendants, running
-from tests.support.e2e import CHAT_MODEL, EMBED_MODEL, RECORDINGS, SPEECH_MODEL, command_name
+from launch.loopback import ray_token_path
+from tests.support.e2e import (
+    CHAT_MODEL,
+    EMBED_MODEL,
+    RECORDINGS,
+    SPEECH_MODEL,
+    command_name,
+)
+from tests.support.sockets import (
+    SERVE_REPLICA_TITLE,
+    listeners,
+    refuses_calls_without_ray_token,
+)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # `make serve` itself: its own Ray and the built-in models
@@ -122,6 +135,19 @@ def test_make_serve_prints_where_it_listens_and_a_key_that_works(tmp_path: Path)
         assert "sunny" in heard.text
         with pytest.raises(openai.AuthenticationError):
             served.client("sk-not-a-key").models.list()
+        # Nothing it started listens beyond loopback; Ray's token and the store are owner-only.
+        # (Serve's replica port is the exception, refused without Ray's token.)
+        pids = {*session(served.process.pid), *descendants(served.process.pid)}
+        found = listeners(sorted(pids))
+        names = {command_name(x.pid).split(":")[0].rsplit("/", 1)[-1] for x in found}
+        assert {"gcs_server", "raylet"} <= names, names  # Ray's own daemons are among them
+        exposed = [x for x in found if not x.loopback]
+        beyond = [(command_name(x.pid), str(x.address), x.port) for x in exposed
+                  if not command_name(x.pid).startswith(SERVE_REPLICA_TITLE)]
+        assert not beyond, beyond
+        assert all(refuses_calls_without_ray_token(x.port) for x in exposed), exposed
+        assert stat.S_IMODE(ray_token_path().stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
 
         os.killpg(served.process.pid, signal.SIGINT)  # Ctrl-C in the terminal
         stopped_everything(served, "Ctrl-C")

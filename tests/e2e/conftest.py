@@ -38,6 +38,7 @@ def base_url(state_dir: Path) -> Iterator[str]:
 
     from deployments.app import build_app
     from deployments.config import app_args_from_serve_config
+    from launch import loopback
     from launch.cpu_layout import applied
     from launch.serve_env import serve_env
 
@@ -46,6 +47,8 @@ def base_url(state_dir: Path) -> Iterator[str]:
     port = free_port()
     # Serve runs as `make serve` runs it; Ray's processes read these when they start.
     os.environ.update(serve_env())
+    # As `make serve` (launch/loopback.py): Ray on 127.0.0.1 only, its token owner-only.
+    loopback.apply()
     # The CPU layout `make serve` applies: Ray's processes start on the stack's cores.
     with applied(laptop):
         ray.init(include_dashboard=False, log_to_driver=False,

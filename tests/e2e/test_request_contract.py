@@ -1,0 +1,77 @@
+"""The request contract over generated requests, against the running app on the real
+models: chat and embedding requests drawn from OpenAI's API description (tests/contract),
+valid and broken, each answered with a success the SDK's types parse or an error in the
+envelope, never a 5xx. Seeded, as the in-process run."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import GenerationMode
+
+from tests.contract.generated import Generated, check_reply, declared_only, requests
+from tests.support.e2e import CHAT_MODEL, EMBED_MODEL
+
+pytestmark = pytest.mark.slow
+SENT: collections.Counter[int] = collections.Counter()
+
+chat_fields = declared_only("/chat/completions")
+embedding_fields = declared_only("/embeddings")
+
+
+def bounded_chat(body: dict[str, Any]) -> dict[str, Any]:
+    """What the engine spends on one request, bounded by choices the description allows
+    (smaller values of the same fields): a few hundred requests in minutes, not hours, on a
+    CPU engine. The contract's checks of these fields run in the in-process tier."""
+    body = chat_fields(body)
+    for field in ("max_completion_tokens", "max_tokens"):
+        if body.get(field) is None:  # null: no bound at all, the whole context
+            body.pop(field, None)
+        elif isinstance(body[field], int) and body[field] > 4:
+            body[field] = 4
+    if "max_completion_tokens" not in body and "max_tokens" not in body:
+        body["max_completion_tokens"] = 4
+    if isinstance(body.get("n"), int) and body["n"] > 2:
+        body["n"] = 2
+    return body
+
+
+def bounded_embeddings(body: dict[str, Any]) -> dict[str, Any]:
+    """At most 16 inputs (the description allows 2,048), for the same reason."""
+    body = embedding_fields(body)
+    if isinstance(body.get("input"), list) and len(body["input"]) > 16:
+        body["input"] = body["input"][:16]
+    return body
+
+
+RUNS = [
+    ("/chat/completions", GenerationMode.POSITIVE, CHAT_MODEL, bounded_chat, 200),
+    ("/chat/completions", GenerationMode.NEGATIVE, None, None, 50),
+    ("/embeddings", GenerationMode.POSITIVE, EMBED_MODEL, bounded_embeddings, 150),
+    ("/embeddings", GenerationMode.NEGATIVE, None, None, 50),
+]
+
+
+@pytest.mark.parametrize(("path", "mode", "model", "shape", "cases"), RUNS,
+                         ids=[f"{p} {m.value}" for p, m, *_ in RUNS])
+def test_generated_requests_against_the_running_app(http: httpx.Client, path: str,
+                                                    mode: GenerationMode, model: str | None,
+                                                    shape: Any, cases: int) -> None:
+    # No shrinking: each step is a request to the real engine; the failing one is reported.
+    @settings(max_examples=cases, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck),
+              phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    @given(requests("POST", path, mode, model, shape))
+    def run(request: Generated) -> None:
+        reply = http.post(request.path, content=request.content,
+                          headers={"Content-Type": "application/json"})
+        check_reply(request, reply.status_code, reply.headers.get("content-type", ""),
+                    reply.content)
+        SENT[reply.status_code // 100 * 100] += 1
+
+    run()
+    print(f"{path} {mode.value}: {dict(SENT)} so far")
