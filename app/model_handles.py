@@ -171,27 +171,31 @@ class ServeModels:
     async def chat(self, model: str, body: dict[str, Any],
                    progress: Callable[[Usage], None]) -> Reply:
         handle = self._routes[model].handle.options(stream=True)
-        for attempt in range(REPLICA_FAILURE_RETRIES + 1):
-            items, outcome = await self._first(
-                model, lambda: handle.chat_with_progress.remote(ChatRequestBody(body)), anext)
+
+        async def reply_after_progress(items: Any) -> Any:
+            """The call's outcome, its progress reported on the way. A replica that dies
+            first is retried by ``_first``: what its engine generated is not the client's."""
+            reported = False
             try:
-                with _admission(model):
-                    while isinstance(outcome, Progress):
-                        progress(outcome.usage)
-                        outcome = await anext(items)
-            except APIError as exc:
-                if exc.code != "replica_failed" or attempt == REPLICA_FAILURE_RETRIES:
-                    raise
-                outcome = ReplicaUnavailable(model)
-            finally:
-                if isinstance(outcome, Progress):
-                    items.cancel()  # the request ended here first: the engine's is aborted
-            if not isinstance(outcome, ReplicaUnavailable) or attempt == REPLICA_FAILURE_RETRIES:
-                break
-            # The replica died while generating: nothing reached the client, so the request
-            # runs again elsewhere, and what the dead engine generated is not the client's.
-            progress(Usage(0))
-            await asyncio.sleep(REPLICA_FAILURE_RETRY_DELAY_S)
+                outcome = await anext(items)
+                while isinstance(outcome, Progress):
+                    progress(outcome.usage)
+                    reported = True
+                    outcome = await anext(items)
+            except asyncio.CancelledError:
+                items.cancel()  # the request ended here first: the engine's is aborted
+                raise
+            except Exception:
+                if reported:
+                    progress(Usage(0))
+                raise
+            if reported and isinstance(outcome, ReplicaUnavailable):
+                progress(Usage(0))
+            return outcome
+
+        _, outcome = await self._first(
+            model, lambda: handle.chat_with_progress.remote(ChatRequestBody(body)),
+            reply_after_progress)
         _raise_refusal(outcome, model)
         assert isinstance(outcome, Reply)
         return outcome

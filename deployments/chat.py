@@ -102,23 +102,18 @@ class ChatDeployment:
         """A whole reply, preceded by what it has generated so far as the engine goes (the
         latest count whenever the ingress is ready for one): if the request ends before its
         reply, the ingress meters the last. Closing this stream aborts the engine request."""
-        generated: list[Usage] = []
-        stepped = asyncio.Event()
-
-        def report(usage: Usage) -> None:
-            generated.append(usage)
-            stepped.set()
-
-        reply = asyncio.ensure_future(self.chat(body, report))
+        # The engine's counts as they come, then None once the reply is done.
+        counts: asyncio.Queue[Usage | None] = asyncio.Queue()
+        reply = asyncio.ensure_future(self.chat(body, counts.put_nowait))
+        reply.add_done_callback(lambda _: counts.put_nowait(None))
         try:
-            while not reply.done():
-                step = asyncio.ensure_future(stepped.wait())
-                await asyncio.wait((reply, step), return_when=asyncio.FIRST_COMPLETED)
-                step.cancel()
-                stepped.clear()
-                if generated and not reply.done():
-                    yield Progress(generated[-1])
-                    generated.clear()
+            while True:
+                waiting = [await counts.get()]
+                while not counts.empty():  # those the ingress was not ready for: the latest
+                    waiting.append(counts.get_nowait())
+                if waiting[-1] is None:
+                    break
+                yield Progress(waiting[-1])
             yield reply.result()
         finally:
             reply.cancel()

@@ -235,3 +235,12 @@ async def test_a_whole_reply_ended_by_its_client_cancels_the_replicas_call() -> 
     with pytest.raises(asyncio.CancelledError):
         await request
     assert handle.chat_with_progress.responses[0].cancelled
+
+
+async def test_a_reply_whose_replicas_all_die_mid_reply_is_tried_three_times_in_all() -> None:
+    dying = [Progress(Usage(5, 2)), DEAD_ENGINE]
+    handle = HandleDoubleForTests(chat=[list(dying), list(dying), list(dying)])
+    with pytest.raises(APIError) as failed:
+        await models(handle).chat("m", {}, ignore)
+    assert failed.value.code == "replica_failed"
+    assert handle.chat_with_progress.calls == 3

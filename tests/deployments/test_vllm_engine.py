@@ -13,9 +13,6 @@ from deployments.vllm_engine import (
     engine_cli_args,
 )
 
-TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
-         for n in ("a", "b")]
-
 
 def test_context_errors_get_the_contracts_code_and_param() -> None:
     prompt = _failure(400, "This model's maximum context length is 2048 tokens.", "input_tokens")

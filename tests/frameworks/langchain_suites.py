@@ -17,8 +17,9 @@ from langchain_tests.integration_tests import (
     EmbeddingsIntegrationTests,
 )
 
-BASE_URL = os.environ.get("INFERENCE_BASE_URL", "")
-API_KEY = os.environ.get("INFERENCE_API_KEY", "")
+# The service, as tests/e2e/test_framework_suites.py started it: nothing else is set.
+SERVICE = {"base_url": os.environ.get("INFERENCE_BASE_URL", ""),
+           "api_key": os.environ.get("INFERENCE_API_KEY", ""), "max_retries": 0}
 CHAT_MODEL = os.environ.get("INFERENCE_CHAT_MODEL", "")
 EMBED_MODEL = os.environ.get("INFERENCE_EMBED_MODEL", "")
 
@@ -31,8 +32,7 @@ class TestChatOpenAIOnTheService(ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {
-            "model": CHAT_MODEL, "base_url": BASE_URL, "api_key": API_KEY,
-            "temperature": 0, "max_retries": 0, "timeout": 300,
+            **SERVICE, "model": CHAT_MODEL, "temperature": 0, "timeout": 300,
             # Enough that no answer of the suite's is cut: truncation decides nothing.
             "max_tokens": 1024,
             # ChatOpenAI asks for usage in streams only from OpenAI's own URL unless told.
@@ -65,7 +65,7 @@ class TestOpenAIEmbeddingsOnTheService(EmbeddingsIntegrationTests):
     @property
     def embedding_model_params(self) -> dict[str, Any]:
         return {
-            "model": EMBED_MODEL, "base_url": BASE_URL, "api_key": API_KEY, "max_retries": 0,
+            **SERVICE, "model": EMBED_MODEL,
             # OpenAIEmbeddings sends tiktoken ids unless told: the service embeds text.
             "check_embedding_ctx_length": False,
         }
