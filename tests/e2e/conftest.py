@@ -50,9 +50,11 @@ def base_url(state_dir: Path) -> Iterator[str]:
     # As `make serve` (launch/loopback.py): Ray on 127.0.0.1 only, its token owner-only.
     loopback.apply()
     # The CPU layout `make serve` applies: Ray's processes start on the stack's cores.
+    # One CPU more than the machine has: on two cores the laptop config reserves every CPU,
+    # and the tests' own small apps (a tiny queue, scale from zero) deploy beside it.
     with applied(laptop):
         ray.init(include_dashboard=False, log_to_driver=False,
-                 _metrics_export_port=METRICS_PORT)
+                 num_cpus=(os.cpu_count() or 1) + 1, _metrics_export_port=METRICS_PORT)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(args), name="inference", route_prefix="/")
