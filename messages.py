@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 # The error table of docs/api.md ("Errors"): status -> OpenAI error type.
 ERROR_TYPES: dict[int, str] = {
@@ -199,6 +199,28 @@ class EmbeddingJob:
 
 
 @dataclass(frozen=True, slots=True)
+class RerankJob:
+    """One rerank request's work: a query and the documents to score against it. The reply's
+    body is ``{"model", "scores": [one per document, in their order], "usage"}``; the ingress
+    sorts, cuts to ``top_n`` and shapes it (v1 or Cohere's v2)."""
+
+    query: str
+    documents: list[str]
+    # -1: truncate to the model's maximum; N: each document to at most N tokens; None: too
+    # long is a 400 (unless the model's config allows truncation).
+    truncate_tokens: int | None = None
+
+    @property
+    def texts(self) -> list[str]:
+        """What an embedding model encodes: the query once, then each document."""
+        return [self.query, *self.documents]
+
+
+# An embedding model's replica takes both kinds of job in one call (app/coalescing.py).
+EmbeddingWork = EmbeddingJob | RerankJob
+
+
+@dataclass(frozen=True, slots=True)
 class TranscriptionJob:
     """One transcription request's work: the uploaded file as sent (the replica decodes it)
     and the options of OpenAI's form. The reply's body is the whole transcript (text,
@@ -215,6 +237,17 @@ class TranscriptionJob:
 # --- what the ingress knows of each model ------------------------------------------------
 
 
+Task = Literal["chat", "embedding", "rerank", "transcription"]
+
+# The routes a model of each task serves (its card's ``routes``, docs/api.md "Models").
+ROUTES_OF_TASK: dict[str, list[str]] = {
+    "chat": ["/v1/chat/completions", "/v1/completions"],
+    "embedding": ["/v1/embeddings", "/v1/rerank", "/v2/rerank"],
+    "rerank": ["/v1/rerank", "/v2/rerank"],
+    "transcription": ["/v1/audio/transcriptions"],
+}
+
+
 class ModelCard(BaseModel):
     """A model as ``GET /v1/models`` shows it; a replica describes its model with one."""
 
@@ -222,16 +255,24 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
-    task: Literal["chat", "embedding", "transcription"]  # extension
+    task: Task  # extension
     context_length: int  # extension
     dimensions: int | None = None  # extension: embeddings only
+    routes: list[str] = []  # extension: filled in from the task when not given
+    status: Literal["preview", "active", "deprecated", "eol"] = "active"  # extension
+
+    @model_validator(mode="after")
+    def _routes_of_task(self) -> ModelCard:
+        if not self.routes:
+            self.routes = list(ROUTES_OF_TASK[self.task])
+        return self
 
 
 @dataclass(frozen=True)
 class ModelRoute:
     """Where the ingress sends one public model's requests, and what the config says of it."""
 
-    task: Literal["chat", "embedding", "transcription"]
+    task: Task
     handle: Any  # the Serve handle of the model's deployment
     # Longest wait for a replica to take a request before a 503 (None: no limit).
     wait_for_replica_s: float | None

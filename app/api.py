@@ -34,10 +34,10 @@ from control.deployment import ControlPlaneAPI
 
 
 class ProjectConvertor(StringConvertor):
-    """A project segment: anything but ``v1``, so ``/v1/...`` is never read as a project
-    (which would turn a 405 on a known route into a 404)."""
+    """A project segment: anything but ``v1`` (or ``v2``, of ``/v2/rerank``), so ``/v1/...``
+    is never read as a project (which would turn a 405 on a known route into a 404)."""
 
-    regex = r"(?!v1(?:/|$))[^/]+"
+    regex = r"(?!v[12](?:/|$))[^/]+"
 
 
 register_url_convertor("project", ProjectConvertor())

@@ -1,4 +1,5 @@
-"""Concurrent embedding requests for one model, sent to its deployment in shared calls.
+"""Concurrent embedding requests for one model (rerank requests on an embedding model too),
+sent to its deployment in shared calls.
 
 Every call between Serve deployments costs milliseconds of CPU on both sides, and a replica
 that is handed one sentence at a time encodes batches of one, the costliest way to run the
@@ -18,13 +19,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from deployments.batching import call_for_each
-from messages import EmbeddingJob, EmbeddingOutcome
+from messages import EmbeddingOutcome, EmbeddingWork
 
 
 class CallCoalescer:
     def __init__(
         self,
-        send: Callable[[list[EmbeddingJob]], Awaitable[list[EmbeddingOutcome]]],
+        send: Callable[[list[EmbeddingWork]], Awaitable[list[EmbeddingOutcome]]],
         calls_in_flight: int,
         max_waiting: int,
         max_inputs_per_call: int,
@@ -35,11 +36,11 @@ class CallCoalescer:
         self._max_waiting = max_waiting
         self._max_inputs = max_inputs_per_call
         self._refuse = refuse
-        self._waiting: deque[tuple[EmbeddingJob, asyncio.Future[EmbeddingOutcome]]] = deque()
+        self._waiting: deque[tuple[EmbeddingWork, asyncio.Future[EmbeddingOutcome]]] = deque()
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, job: EmbeddingJob) -> EmbeddingOutcome:
+    async def submit(self, job: EmbeddingWork) -> EmbeddingOutcome:
         if self._in_flight >= self._calls_in_flight and not self._room_to_wait():
             raise self._refuse()
         done: asyncio.Future[EmbeddingOutcome] = asyncio.get_running_loop().create_future()
@@ -66,9 +67,9 @@ class CallCoalescer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _next_group(self) -> list[tuple[EmbeddingJob, asyncio.Future[EmbeddingOutcome]]]:
+    def _next_group(self) -> list[tuple[EmbeddingWork, asyncio.Future[EmbeddingOutcome]]]:
         """The waiting requests that go in the next call (at least one if any is waiting)."""
-        group: list[tuple[EmbeddingJob, asyncio.Future[EmbeddingOutcome]]] = []
+        group: list[tuple[EmbeddingWork, asyncio.Future[EmbeddingOutcome]]] = []
         inputs = 0
         while self._waiting:
             job, done = self._waiting[0]
@@ -82,7 +83,7 @@ class CallCoalescer:
             inputs += size
         return group
 
-    async def _call(self, group: list[tuple[EmbeddingJob, asyncio.Future[EmbeddingOutcome]]]) -> None:
+    async def _call(self, group: list[tuple[EmbeddingWork, asyncio.Future[EmbeddingOutcome]]]) -> None:
         try:
             await call_for_each(group, self._send)
         finally:

@@ -23,12 +23,14 @@ from messages import (
     Chunk,
     EmbeddingJob,
     EmbeddingOutcome,
+    EmbeddingWork,
     FinalUsage,
     ModelCard,
     ModelRoute,
     Progress,
     ReplicaUnavailable,
     Reply,
+    RerankJob,
     StreamUsage,
     TranscriptionJob,
     UnexpectedFailure,
@@ -40,7 +42,7 @@ class ModelBackend(Protocol):
     async def cards(self) -> list[ModelCard]: ...
 
     async def task_of(self, model: str) -> str:
-        """``chat``, ``embedding`` or ``transcription``; raises the contract's 404 for an
+        """``chat``, ``embedding``, ``rerank`` or ``transcription``; raises the contract's 404 for an
         unknown model."""
         ...
 
@@ -56,6 +58,11 @@ class ModelBackend(Protocol):
     async def embed(self, model: str, job: EmbeddingJob) -> Reply: ...
 
     async def transcribe(self, model: str, job: TranscriptionJob) -> Reply: ...
+
+    async def rerank(self, model: str, job: RerankJob) -> Reply:
+        """A score per document, in their order (messages.RerankJob); an embedding or a
+        rerank model."""
+        ...
 
 
 # A request whose replica died before it produced anything (no output was delivered) is
@@ -102,7 +109,7 @@ class ServeModels:
         }
 
     def _coalescer(self, model: str, route: ModelRoute) -> CallCoalescer:
-        async def send(jobs: list[EmbeddingJob]) -> list[EmbeddingOutcome]:
+        async def send(jobs: list[EmbeddingWork]) -> list[EmbeddingOutcome]:
             _, outcomes = await self._first(
                 model, lambda: route.handle.embed_many.remote(jobs), _resolved)
             return list(outcomes)
@@ -214,13 +221,16 @@ class ServeModels:
             yield item
 
     async def embed(self, model: str, job: EmbeddingJob) -> Reply:
-        outcome = await self._coalescers[model].submit(job)
-        if isinstance(outcome, UnexpectedFailure):  # the replica logged why
-            raise RuntimeError(  # noqa: TRY004 - a failure on the replica, not a type error
-                f"the embedding replica failed on this request: {outcome.detail}")
-        _raise_refusal(outcome, model)
-        assert isinstance(outcome, Reply)
-        return outcome
+        return _whole(await self._coalescers[model].submit(job), model)
+
+    async def rerank(self, model: str, job: RerankJob) -> Reply:
+        # On an embedding model, through the same coalesced calls as embeddings: the query
+        # and documents join the replica's batches. A rerank model's replica batches pairs.
+        if self._routes[model].task == "embedding":
+            return _whole(await self._coalescers[model].submit(job), model)
+        handle = self._routes[model].handle
+        _, outcome = await self._first(model, lambda: handle.rerank.remote(job), _resolved)
+        return _whole(outcome, model)
 
     async def transcribe(self, model: str, job: TranscriptionJob) -> Reply:
         handle = self._routes[model].handle
@@ -228,6 +238,15 @@ class ServeModels:
         _raise_refusal(outcome, model)
         assert isinstance(outcome, Reply)
         return outcome
+
+
+def _whole(outcome: Any, model: str) -> Reply:
+    if isinstance(outcome, UnexpectedFailure):  # the replica logged why
+        raise RuntimeError(  # noqa: TRY004 - a failure on the replica, not a type error
+            f"the model's replica failed on this request: {outcome.detail}")
+    _raise_refusal(outcome, model)
+    assert isinstance(outcome, Reply)
+    return outcome
 
 
 async def _resolved(response: Awaitable[Any]) -> Any:

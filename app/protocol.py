@@ -21,6 +21,7 @@ MAX_STOP_SEQUENCES = 4
 MAX_N = 16
 MAX_TOP_LOGPROBS = 20
 MAX_EMBEDDING_INPUTS = 2048
+MAX_RERANK_DOCUMENTS = 1000
 TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
@@ -289,6 +290,74 @@ class EmbeddingRequest(Strict):
     @property
     def texts(self) -> list[str]:
         return _as_list(self.input)
+
+
+class RerankDocument(Strict):
+    text: str
+
+
+class RerankRequest(Strict):
+    """``POST /v1/rerank`` (Scaleway's and Cohere's v1 shape)."""
+
+    model: str = Field(min_length=1)
+    query: str
+    documents: list[str | RerankDocument] = Field(min_length=1,
+                                                  max_length=MAX_RERANK_DOCUMENTS)
+    # More than there are documents returns them all (as Cohere does).
+    top_n: int | None = Field(None, ge=1)
+    return_documents: bool = True
+    user: str | None = Field(None, max_length=MAX_USER_CHARS)  # extension: on the usage record
+
+    @model_validator(mode="after")
+    def _no_empty_text(self) -> RerankRequest:
+        _check_texts(self.query, self.texts)
+        return self
+
+    @property
+    def texts(self) -> list[str]:
+        return [d if isinstance(d, str) else d.text for d in self.documents]
+
+
+class RelevantSpans(Strict):
+    mode: Literal["enabled", "disabled"]
+    threshold: float | None = None
+    max_spans: int | None = Field(None, ge=1)
+
+
+class CohereRerankRequest(Strict):
+    """``POST /v2/rerank``: exactly the fields Cohere's v2 client sends."""
+
+    model: str = Field(min_length=1)
+    query: str
+    documents: list[str] = Field(min_length=1, max_length=MAX_RERANK_DOCUMENTS)
+    top_n: int | None = Field(None, ge=1)
+    # Cohere's: each document cut to at most this many tokens, asked for explicitly. Absent,
+    # an over-long document is a 400 (Cohere's own default cuts at 4096 silently).
+    max_tokens_per_doc: int | None = Field(None, ge=1)
+    # Accepted only off: no model here finds spans.
+    relevant_spans: RelevantSpans | None = None
+    # Accepted; every request is served with the same (the highest) priority.
+    priority: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _supported(self) -> CohereRerankRequest:
+        _check_texts(self.query, self.documents)
+        if self.relevant_spans is not None and self.relevant_spans.mode == "enabled":
+            raise ParamError("relevant_spans", "'relevant_spans' cannot be enabled: no model "
+                             "of this service returns relevant spans")
+        return self
+
+    @property
+    def texts(self) -> list[str]:
+        return self.documents
+
+
+def _check_texts(query: str, documents: list[str]) -> None:
+    if not query.strip():
+        raise ParamError("query", "'query' must not be empty")
+    for index, text in enumerate(documents):
+        if not text.strip():
+            raise ParamError("documents", f"documents[{index}] must not be empty")
 
 
 # --- responses ---------------------------------------------------------------------------

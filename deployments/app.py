@@ -17,11 +17,13 @@ from control.store import state_dir
 from deployments.chat import ChatDeployment
 from deployments.config import AppConfig, ModelSpec
 from deployments.embeddings import EmbeddingDeployment
+from deployments.rerank import RerankDeployment
 from deployments.transcription import TranscriptionDeployment
 from messages import ModelCard, ModelRoute
 
 # @serve.deployment turns the classes into Deployments; mypy sees the classes.
 DEPLOYMENTS: dict[str, Any] = {"chat": ChatDeployment, "embedding": EmbeddingDeployment,
+                               "rerank": RerankDeployment,
                                "transcription": TranscriptionDeployment}
 
 
@@ -76,6 +78,11 @@ def _config_card(spec: ModelSpec, built: int) -> ModelCard | None:
     if spec.transcription:  # every Whisper's text context
         return ModelCard(id=spec.id, created=built, owned_by=spec.owned_by,
                          task="transcription", context_length=WHISPER_TEXT_CONTEXT)
+    if spec.rerank:
+        if spec.rerank.max_seq_length is None:
+            return None
+        return ModelCard(id=spec.id, created=built, owned_by=spec.owned_by, task="rerank",
+                         context_length=spec.rerank.max_seq_length)
     assert spec.embedding is not None
     if spec.embedding.dimensions is None or spec.embedding.max_seq_length is None:
         return None

@@ -86,6 +86,32 @@ class EmbeddingEngine(Strict):
     )
 
 
+class RerankEngine(Strict):
+    """sentence-transformers ``CrossEncoder`` settings for one rerank model: it scores each
+    (query, document) pair itself."""
+
+    device: str = Field("cpu", description="torch device of the replica.")
+    max_batch_size: int = Field(32, ge=1, description="(query, document) pairs scored "
+                                "together; higher = more throughput, more latency per request.")
+    batch_wait_timeout_s: float = Field(
+        0.005, ge=0, description="How long a busy replica waits for more pairs before it "
+        "scores a batch that is not full (deployments/batching.py, as for embeddings)."
+    )
+    truncate: bool = Field(
+        False, description="Truncate an over-long (query, document) pair to the model's "
+        "length instead of refusing it with a 400."
+    )
+    cpu_threads: int | None = Field(
+        None, ge=1, description="torch's threads for scoring on CPU; None as for embeddings "
+        "(every CPU under the CPU layout, else Ray's default)."
+    )
+    max_seq_length: int | None = Field(
+        None, ge=1, description="Tokens per (query, document) pair (the card's "
+        "context_length), for the model card while no replica runs; required when it can "
+        "scale to zero. A replica whose model differs refuses to start."
+    )
+
+
 class TranscriptionEngine(Strict):
     """faster-whisper (CTranslate2) settings for one speech-to-text model."""
 
@@ -112,13 +138,14 @@ class TranscriptionEngine(Strict):
 
 class ModelSpec(Strict):
     id: str = Field(description="Public model id clients send; may contain '/' and ':'.")
-    task: Literal["chat", "embedding", "transcription"]
+    task: Literal["chat", "embedding", "rerank", "transcription"]
     source: str = Field(
         description="'builtin:NAME' (shipped in a package), a Hugging Face id or a local path."
     )
     owned_by: str = "organization"
     chat: ChatEngine | None = None
     embedding: EmbeddingEngine | None = None
+    rerank: RerankEngine | None = None
     transcription: TranscriptionEngine | None = None
     deployment: Resources = Field(default_factory=Resources)
 
@@ -147,6 +174,11 @@ class ModelSpec(Strict):
     def _engine_matches_task(self) -> ModelSpec:
         if self.task != "transcription" and self.transcription is not None:
             raise ValueError(f"{self.id}: 'transcription' is for transcription models")
+        if self.task != "rerank" and self.rerank is not None:
+            raise ValueError(f"{self.id}: 'rerank' is for rerank models")
+        if self.task == "rerank":
+            self._check_rerank()
+            return self
         if self.task == "transcription":
             if self.chat is not None or self.embedding is not None:
                 raise ValueError(f"{self.id}: a transcription model takes 'transcription', "
@@ -179,6 +211,20 @@ class ModelSpec(Strict):
                 f"must be {tp} (got {self.deployment.num_gpus:g})"
             )
         return self
+
+    def _check_rerank(self) -> None:
+        if self.chat is not None or self.embedding is not None:
+            raise ValueError(f"{self.id}: a rerank model takes 'rerank', not 'chat' or "
+                             "'embedding'")
+        self.rerank = self.rerank or RerankEngine()
+        if self.deployment.request_router != "power_of_two":
+            raise ValueError(f"{self.id}: prefix-cache routing is for chat models")
+        scaling = self.deployment.autoscaling
+        if scaling is not None and scaling.min_replicas == 0 and (
+                self.rerank.max_seq_length is None):
+            raise ValueError(f"{self.id}: a rerank model that can scale to zero needs "
+                             "rerank.max_seq_length, so GET /v1/models can describe it while "
+                             "no replica runs")
 
     def serve_options(self) -> dict[str, Any]:
         """Serve deployment options for this model's replicas.

@@ -28,8 +28,10 @@ from messages import (
     APIError,
     EmbeddingJob,
     EmbeddingOutcome,
+    EmbeddingWork,
     ModelCard,
     Reply,
+    RerankJob,
     UnexpectedFailure,
     Usage,
 )
@@ -154,19 +156,54 @@ class EmbeddingDeployment:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return str(self.tokenizer.decode(ids[: max(1, limit - special)]))
 
-    async def embed_many(self, jobs: list[EmbeddingJob]) -> list[EmbeddingOutcome]:
-        """Several requests in one call (the ingress coalesces them): one outcome each."""
+    async def embed_many(self, jobs: list[EmbeddingWork]) -> list[EmbeddingOutcome]:
+        """Several requests in one call (the ingress coalesces them): one outcome each.
+        Rerank jobs come the same way: their texts join the same batches."""
         return list(await asyncio.gather(*(self._outcome(job) for job in jobs)))
 
-    async def _outcome(self, job: EmbeddingJob) -> EmbeddingOutcome:
+    async def _outcome(self, job: EmbeddingWork) -> EmbeddingOutcome:
         """A request that fails unexpectedly fails alone, as :class:`UnexpectedFailure`; the
         traceback goes to this replica's log. (A refusal is an APIError returned, not
         raised: it is the client's answer.)"""
         try:
+            if isinstance(job, RerankJob):
+                return await self.rerank(job)
             return await self.embed(job)
         except Exception as exc:
             logger.exception("embedding request failed")
             return UnexpectedFailure(repr(exc))
+
+    async def rerank(self, job: RerankJob) -> Reply | APIError:
+        """Each document's score: the cosine of its embedding and the query's (both
+        normalised, so their dot product). Scored here rather than in the ingress: only one
+        number per document crosses the handle instead of a vector, and the over-long check
+        names ``query`` or ``documents[i]``, not an embedding input. The query is encoded
+        (and counted) once."""
+        texts = job.texts
+        counts = await self._tokenizing(self._token_counts, texts)
+        if job.truncate_tokens is not None:  # the client asked for truncation
+            asked = job.truncate_tokens
+            limit = self.max_tokens if asked == -1 else min(asked, self.max_tokens)
+            # The query is never cut: only documents are (Cohere's max_tokens_per_doc).
+            documents = await self._tokenizing(self._all_truncated, texts[1:], counts[1:],
+                                               limit)
+            texts = [texts[0], *documents]
+            counts = [counts[0], *(min(c, limit) for c in counts[1:])]
+        if not self.truncate:
+            for index, count in enumerate(counts):
+                if count > self.max_tokens:
+                    where = "query" if index == 0 else f"documents[{index - 1}]"
+                    return APIError(
+                        400, f"{where} is {count} tokens long; {self.spec.id} takes at most "
+                        f"{self.max_tokens} tokens per text.",
+                        param="query" if index == 0 else "documents")
+        queued = time.monotonic()
+        vectors = await self._batcher.submit_all([(text, queued) for text in texts])
+        query = vectors[0]
+        scores = [float(np.dot(query, v)) for v in vectors[1:]]
+        usage = Usage(sum(min(c, self.max_tokens) for c in counts))
+        return Reply(rerank_body(self.spec.id, scores, usage), usage)
+
 
     async def embed(self, job: EmbeddingJob) -> Reply | APIError:
         texts = job.texts
@@ -208,3 +245,9 @@ class EmbeddingDeployment:
             },
             usage,
         )
+
+
+def rerank_body(model: str, scores: list[float], usage: Usage) -> dict[str, Any]:
+    """A rerank reply as a replica gives it to the ingress (messages.RerankJob)."""
+    return {"model": model, "scores": scores,
+            "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}}

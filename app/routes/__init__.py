@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from app.routes import audio, chat, embeddings, models, usage
+from app.routes import audio, chat, embeddings, models, rerank, usage
 
 V1_ROUTES: list[BaseRoute] = [
     *models.ROUTES,
@@ -14,4 +14,5 @@ V1_ROUTES: list[BaseRoute] = [
     *embeddings.ROUTES,
     *usage.ROUTES,
     *audio.ROUTES,
+    *rerank.ROUTES,  # /v2/rerank (Cohere's v2 shape) among them, project prefix too
 ]

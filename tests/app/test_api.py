@@ -18,6 +18,7 @@ from tests.support.models_double import (
     CHAT,
     DONE,
     EMBED,
+    RERANK,
     TRANSCRIBE,
     ModelsDoubleForTests,
     chat_body,
@@ -42,7 +43,7 @@ def test_health_is_open(client: TestClient) -> None:
 def test_models_list_and_ids_with_slash_and_colon(client: TestClient) -> None:
     listed = client.get("/v1/models").json()
     assert listed["object"] == "list"
-    assert {m["id"] for m in listed["data"]} == {CHAT, EMBED, TRANSCRIBE}
+    assert {m["id"] for m in listed["data"]} == {CHAT, EMBED, TRANSCRIBE, RERANK}
     one = client.get(f"/v1/models/{EMBED}").json()
     assert one["id"] == EMBED and one["dimensions"] == 8 and one["task"] == "embedding"
     err = assert_error(client.get("/v1/models/no/such:model"), 404, "not_found_error", "model")

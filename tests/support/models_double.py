@@ -16,6 +16,7 @@ from messages import (
     FinalUsage,
     ModelCard,
     Reply,
+    RerankJob,
     StreamUsage,
     TranscriptionJob,
     Usage,
@@ -24,6 +25,7 @@ from messages import (
 CHAT = "org/chat-model:bf16"
 EMBED = "org/embed-model:fp32"
 TRANSCRIBE = "org/speech-model:int8"
+RERANK = "org/rerank-model:fp32"
 # What the double "hears" in any file: two segments, with words.
 TRANSCRIPT = {
     "text": "Hello there. General Kenobi.", "language": "en", "duration": 3.25,
@@ -67,10 +69,12 @@ class ModelsDoubleForTests:
                       dimensions=8),
             ModelCard(id=TRANSCRIBE, created=1, owned_by="o", task="transcription",
                       context_length=448),
+            ModelCard(id=RERANK, created=1, owned_by="o", task="rerank", context_length=512),
         ]
 
     async def task_of(self, model: str) -> str:
-        tasks = {CHAT: "chat", EMBED: "embedding", TRANSCRIBE: "transcription"}
+        tasks = {CHAT: "chat", EMBED: "embedding", TRANSCRIBE: "transcription",
+                 RERANK: "rerank"}
         if model not in tasks:
             raise model_not_found(model)
         return tasks[model]
@@ -101,6 +105,19 @@ class ModelsDoubleForTests:
     async def embed(self, model: str, job: EmbeddingJob) -> Reply:
         self.sent.append(job)
         return Reply({"object": "list", "data": [], "model": model}, Usage(0))
+
+    async def rerank(self, model: str, job: RerankJob) -> Reply:
+        """A document's score is the share of its words that are in the query; a token per
+        word of the query and of each document."""
+        self.sent.append(job)
+        if self.refusal is not None:
+            raise self.refusal
+        query = set(job.query.split())
+        scores = [len(query & set(d.split())) / len(d.split()) for d in job.documents]
+        tokens = len(job.query.split()) + sum(len(d.split()) for d in job.documents)
+        return Reply({"model": model, "scores": scores,
+                      "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
+                     Usage(tokens))
 
     async def transcribe(self, model: str, job: TranscriptionJob) -> Reply:
         """The same transcript for any file, as the replica shapes it (words only when
