@@ -89,3 +89,38 @@ def test_grafana_dashboard_plots_every_exported_metric() -> None:
     assert len(names) == 8
     for name in names:
         assert f"ray_{name}" in exprs, name
+
+
+def rerank_model(**fields: Any) -> dict[str, Any]:
+    return {"id": "org/reranker:fp32", "task": "rerank", "source": "/models/reranker", **fields}
+
+
+def test_a_rerank_model_gets_its_settings_and_card_from_the_config() -> None:
+    from deployments.app import _config_card
+
+    args = laptop_args()
+    args["models"].append(rerank_model(rerank={"max_batch_size": 8, "truncate": True,
+                                               "max_seq_length": 512}))
+    spec = AppConfig.model_validate(args).models[-1]
+    assert spec.rerank is not None and spec.rerank.max_batch_size == 8 and spec.rerank.truncate
+    card = _config_card(spec, 1)
+    assert card is not None and (card.task, card.context_length) == ("rerank", 512)
+    assert card.routes == ["/v1/rerank", "/v2/rerank"]
+    bare = AppConfig.model_validate({"models": [rerank_model()]}).models[0]
+    assert bare.rerank is not None and not bare.rerank.truncate  # refuse over-long by default
+
+
+@pytest.mark.parametrize("model", [
+    rerank_model(rerank={"max_batch_sise": 8}),  # typo
+    rerank_model(rerank={"max_batch_size": 0}),
+    rerank_model(embedding={}),  # wrong engine for the task
+    rerank_model(chat={}),
+    {"id": "e", "task": "embedding", "source": "x", "rerank": {}},
+    {"id": "c", "task": "chat", "source": "x", "rerank": {}},
+    # a model that can scale to zero must be described by the config
+    rerank_model(deployment={"autoscaling": {"min_replicas": 0, "max_replicas": 1}}),
+    rerank_model(deployment={"request_router": "prefix_cache_affinity"}),
+])
+def test_bad_rerank_settings_are_refused(model: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        AppConfig.model_validate({"models": [model]})

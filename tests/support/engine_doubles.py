@@ -136,3 +136,36 @@ class SentenceTransformerDoubleForTests:
         if normalize_embeddings:
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors
+
+
+class PairTokenizerDouble(WordTokenizerDouble):
+    """:class:`WordTokenizerDouble` that also takes (text, text_pair) lists, as a
+    cross-encoder's tokenizer does: [CLS] text [SEP] pair [SEP]."""
+
+    def __call__(self, texts: str | list[str], text_pair: list[str] | None = None,  # type: ignore[override]
+                 add_special_tokens: bool = True, truncation: bool = False) -> dict[str, Any]:
+        if text_pair is None:
+            return super().__call__(texts, add_special_tokens, truncation)
+        assert isinstance(texts, list)
+        return {"input_ids": [[*self._ids(t, add_special_tokens),
+                               *self._ids(p, False), *([1] if add_special_tokens else [])]
+                              for t, p in zip(texts, text_pair, strict=True)]}
+
+
+class CrossEncoderDoubleForTests:
+    """Stands in for ``sentence_transformers.CrossEncoder``: ``max_seq_length`` 12 tokens; a
+    pair's score is the share of the document's words that are in the query; records every
+    batch of pairs it scores."""
+
+    max_seq_length = 12
+
+    def __init__(self, path: str, device: str = "cpu") -> None:
+        self.path = path
+        self.tokenizer = PairTokenizerDouble()
+        self.scored: list[list[tuple[str, str]]] = []
+
+    def predict(self, pairs: list[tuple[str, str]], convert_to_numpy: bool = True,
+                show_progress_bar: bool = False) -> np.ndarray:
+        self.scored.append(list(pairs))
+        return np.array([len(set(q.split()) & set(d.split())) / len(d.split())
+                         for q, d in pairs], dtype=np.float32)
