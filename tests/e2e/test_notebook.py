@@ -22,3 +22,6 @@ def test_quickstart_notebook_runs(base_url: str, admin_key: str,
     speech = next(c for c in notebook.cells if "transcriptions.create" in c.source)
     heard = "".join(o.get("text", "") for o in speech.outputs)
     assert "sunny" in heard and "seconds=" in heard
+    reranked = next(c for c in notebook.cells if '"/rerank"' in c.source)
+    first_ranked = "".join(o.get("text", "") for o in reranked.outputs).splitlines()[0]
+    assert "Paris" in first_ranked
