@@ -66,6 +66,7 @@ test: models lint frameworks
 bench: models
 	$(PY) -m bench.run
 	$(PY) -m bench.transcription
+	$(PY) -m bench.rerank
 
 # Ray's autoscaler over simulated GPU nodes on this machine: scale-up, faults, scale-down.
 cluster-demo: models
