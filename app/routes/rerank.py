@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.auth import Caller
 from app.body import read_json, validated
 from app.errors import bad_request
 from app.protocol import CohereRerankRequest, RerankRequest
@@ -27,9 +28,10 @@ RERANK_TASKS = ("embedding", "rerank")
 
 async def _request(services: Services, request: Request,
                    schema: type[RerankRequest | CohereRerankRequest]
-                   ) -> tuple[Any, RerankRequest | CohereRerankRequest]:
-    """Who calls, and their validated request for an embedding or a rerank model (in this
-    order, as for every model route: a caller without a key learns nothing more)."""
+                   ) -> tuple[Caller, RerankRequest | CohereRerankRequest, str]:
+    """Who calls, their validated request and its model's task, an embedding or a rerank
+    model (in this order, as for every model route: a caller without a key learns nothing
+    more)."""
     who = await services.caller(request, "model")
     limits = services.limits
     req = validated(schema, await read_json(request, limits.max_body_bytes,
@@ -40,7 +42,7 @@ async def _request(services: Services, request: Request,
             f"'{req.model}' is a {actual} model; {request.url.path} takes an embedding or a "
             "rerank model.", param="model", code="model_not_supported")
     request.state.model = req.model
-    return who, req
+    return who, req, actual
 
 
 def ranked(scores: list[float], top_n: int | None) -> list[tuple[int, float]]:
@@ -53,11 +55,14 @@ def ranked(scores: list[float], top_n: int | None) -> list[tuple[int, float]]:
 async def _scores(request: Request, schema: type[RerankRequest | CohereRerankRequest],
                   shape: Any) -> Response:
     services = services_of(request)
-    who, req = await _request(services, request, schema)
+    who, req, task = await _request(services, request, schema)
     user = req.user if isinstance(req, RerankRequest) else None
     async with services.books(request, who, req.model, user) as books:
         texts = req.texts
-        await books.admit(lambda: estimate_tokens(len(req.query) + sum(len(t) for t in texts)))
+        # As it will be counted: a cross-encoder reads the query with every document.
+        queries = len(texts) if task == "rerank" else 1
+        await books.admit(lambda: estimate_tokens(
+            queries * len(req.query) + sum(len(t) for t in texts)))
         truncate = req.max_tokens_per_doc if isinstance(req, CohereRerankRequest) else None
         job = RerankJob(query=req.query, documents=texts, truncate_tokens=truncate)
         reply = await books.within_deadline(services.models.rerank(req.model, job))
