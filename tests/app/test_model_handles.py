@@ -244,3 +244,24 @@ async def test_a_reply_whose_replicas_all_die_mid_reply_is_tried_three_times_in_
         await models(handle).chat("m", {}, ignore)
     assert failed.value.code == "replica_failed"
     assert handle.chat_with_progress.calls == 3
+
+
+async def test_rerank_on_an_embedding_model_shares_its_coalesced_calls() -> None:
+    handle = HandleDoubleForTests()
+    handle.embed_many = MethodDoubleForTests([[OK]])
+    served = embedding_models(handle, ingress_calls_in_flight=1, max_queued_requests=-1)
+    rerank = messages.RerankJob("q", ["a", "b"])
+    assert await served.rerank("e", rerank) == OK
+    assert handle.embed_many.sent == [([rerank],)]
+
+
+async def test_rerank_on_a_rerank_model_is_sent_again_on_a_dead_replica() -> None:
+    handle = HandleDoubleForTests()
+    handle.rerank = MethodDoubleForTests(  # type: ignore[attr-defined]
+        [ActorDiedError(), OK, messages.UnexpectedFailure("ValueError('boom')")])
+    served = ServeModels({"r": ModelRoute(task="rerank", handle=handle, wait_for_replica_s=None,
+                                          scales_to_zero=False, card=None)})
+    assert await served.rerank("r", messages.RerankJob("q", ["a"])) == OK
+    assert handle.rerank.calls == 2  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="boom"):
+        await served.rerank("r", messages.RerankJob("q", ["a"]))
