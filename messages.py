@@ -178,6 +178,15 @@ class ChatRequestBody(dict[str, Any]):
         return self.get("messages")
 
 
+class CompletionRequestBody(dict[str, Any]):
+    """A validated legacy completion request, as :class:`ChatRequestBody` is for chat: the
+    prompt router reads its ``prompt``."""
+
+    @property
+    def prompt(self) -> Any:
+        return self.get("prompt")
+
+
 @dataclass(frozen=True, slots=True)
 class StreamUsage:
     """Where a chat stream shows its usage (docs/api.md, "Streaming and usage")."""

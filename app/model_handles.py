@@ -21,6 +21,7 @@ from messages import (
     APIError,
     ChatRequestBody,
     Chunk,
+    CompletionRequestBody,
     EmbeddingJob,
     EmbeddingOutcome,
     EmbeddingWork,
@@ -52,6 +53,15 @@ class ModelBackend(Protocol):
         ...
 
     def chat_stream(
+        self, model: str, body: dict[str, Any], shown: StreamUsage
+    ) -> AsyncIterator[Chunk | FinalUsage]: ...
+
+    async def complete(self, model: str, body: dict[str, Any],
+                       progress: Callable[[Usage], None]) -> Reply:
+        """A legacy completion's whole reply, as :meth:`chat`."""
+        ...
+
+    def complete_stream(
         self, model: str, body: dict[str, Any], shown: StreamUsage
     ) -> AsyncIterator[Chunk | FinalUsage]: ...
 
@@ -177,6 +187,27 @@ class ServeModels:
 
     async def chat(self, model: str, body: dict[str, Any],
                    progress: Callable[[Usage], None]) -> Reply:
+        return await self._whole(model, "chat_with_progress", ChatRequestBody(body), progress)
+
+    def chat_stream(
+        self, model: str, body: dict[str, Any], shown: StreamUsage
+    ) -> AsyncIterator[Chunk | FinalUsage]:
+        return self._stream(model, "chat_stream", ChatRequestBody(body), shown)
+
+    async def complete(self, model: str, body: dict[str, Any],
+                       progress: Callable[[Usage], None]) -> Reply:
+        return await self._whole(model, "complete_with_progress", CompletionRequestBody(body),
+                                 progress)
+
+    def complete_stream(
+        self, model: str, body: dict[str, Any], shown: StreamUsage
+    ) -> AsyncIterator[Chunk | FinalUsage]:
+        return self._stream(model, "complete_stream", CompletionRequestBody(body), shown)
+
+    async def _whole(self, model: str, method: str, body: dict[str, Any],
+                     progress: Callable[[Usage], None]) -> Reply:
+        """A whole reply from the chat deployment's ``method``, which sends what the engine
+        has generated so far ahead of it."""
         handle = self._routes[model].handle.options(stream=True)
 
         async def reply_after_progress(items: Any) -> Any:
@@ -201,20 +232,19 @@ class ServeModels:
             return outcome
 
         _, outcome = await self._first(
-            model, lambda: handle.chat_with_progress.remote(ChatRequestBody(body)),
-            reply_after_progress)
+            model, lambda: getattr(handle, method).remote(body), reply_after_progress)
         _raise_refusal(outcome, model)
         assert isinstance(outcome, Reply)
         return outcome
 
-    async def chat_stream(
-        self, model: str, body: dict[str, Any], shown: StreamUsage
+    async def _stream(
+        self, model: str, method: str, body: dict[str, Any], shown: StreamUsage
     ) -> AsyncIterator[Chunk | FinalUsage]:
         handle = self._routes[model].handle.options(stream=True)
         # A rejection (full queue, dead replica, the engine's refusal) surfaces with the
         # first item.
         items, first = await self._first(
-            model, lambda: handle.chat_stream.remote(ChatRequestBody(body), shown), anext)
+            model, lambda: getattr(handle, method).remote(body, shown), anext)
         _raise_refusal(first, model)
         yield first
         async for item in items:

@@ -21,6 +21,9 @@ MAX_STOP_SEQUENCES = 4
 MAX_N = 16
 MAX_TOP_LOGPROBS = 20
 MAX_EMBEDDING_INPUTS = 2048
+MAX_COMPLETION_PROMPTS = 2048
+MAX_COMPLETION_LOGPROBS = 5
+DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for the legacy route
 MAX_RERANK_DOCUMENTS = 1000
 TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 
@@ -237,12 +240,71 @@ class ChatCompletionRequest(Strict):
 
     @property
     def stream_usage(self) -> StreamUsage:
-        """Where the stream shows its usage (docs/api.md, "Streaming and usage")."""
-        options = self.stream_options or StreamOptions()
-        every_chunk = options.continuous_usage_stats
-        if every_chunk is None:
-            every_chunk = not options.include_usage
-        return StreamUsage(every_chunk=every_chunk, trailing=options.include_usage)
+        return _stream_usage(self.stream_options)
+
+
+def _stream_usage(options: StreamOptions | None) -> StreamUsage:
+    """Where a stream shows its usage (docs/api.md, "Streaming and usage")."""
+    options = options or StreamOptions()
+    every_chunk = options.continuous_usage_stats
+    if every_chunk is None:
+        every_chunk = not options.include_usage
+    return StreamUsage(every_chunk=every_chunk, trailing=options.include_usage)
+
+
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+
+
+class CompletionRequest(Strict):
+    """``POST /v1/completions``, the legacy text-completion route on chat models: OpenAI's
+    field list (docs/api.md, "Completions"); ``suffix``, ``best_of`` and the rest are a 400."""
+
+    model: str = Field(min_length=1)
+    # A string, several, or this model's own token ids (one prompt's, or several prompts').
+    prompt: (str | Annotated[list[str], Field(min_length=1, max_length=MAX_COMPLETION_PROMPTS)]
+             | TokenIds
+             | Annotated[list[TokenIds], Field(min_length=1, max_length=MAX_COMPLETION_PROMPTS)])
+    max_tokens: int = Field(DEFAULT_COMPLETION_MAX_TOKENS, ge=1)
+    temperature: float = Field(0.7, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    n: int = Field(1, ge=1, le=MAX_N)
+    stop: str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    logprobs: int | None = Field(None, ge=0, le=MAX_COMPLETION_LOGPROBS)
+    echo: bool = False
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
+    user: str | None = Field(None, max_length=MAX_USER_CHARS)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CompletionRequest:
+        if (isinstance(self.prompt, str) and not self.prompt) or (
+                isinstance(self.prompt, list) and "" in self.prompt):
+            raise ParamError("prompt", "a prompt must not be an empty string")
+        if self.stream_options is not None and not self.stream:
+            raise ParamError("stream_options",
+                             "'stream_options' is only allowed when 'stream' is true")
+        if self.stop is not None and any(s == "" for s in _as_list(self.stop)):
+            raise ParamError("stop", "'stop' sequences must not be empty")
+        for token in self.logit_bias or {}:
+            if not token.isdigit():
+                raise ParamError("logit_bias",
+                                 f"'logit_bias' keys must be token ids, got {token!r}")
+        return self
+
+    @property
+    def prompts(self) -> int:
+        """How many prompts the request holds (each gets ``n`` choices)."""
+        if isinstance(self.prompt, str) or isinstance(self.prompt[0], int):
+            return 1
+        return len(self.prompt)
+
+    @property
+    def stream_usage(self) -> StreamUsage:
+        return _stream_usage(self.stream_options)
 
 
 def _token_ids(value: Any) -> bool:

@@ -13,7 +13,7 @@ from app.auth import Authenticator, Caller, Need
 from app.body import read_json, validated
 from app.errors import bad_request
 from app.model_handles import ModelBackend
-from app.protocol import ChatCompletionRequest, EmbeddingRequest
+from app.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from app.quota_gate import QuotaGate
 from app.usage_meter import UsageMeter
 from control.deployment import ControlPlaneAPI
@@ -23,7 +23,8 @@ DEFAULT_REQUEST_TIMEOUT_S = 600.0
 DEFAULT_BODY_TIMEOUT_S = 30.0
 DEFAULT_MAX_AUDIO_BYTES = 25 * 1024 * 1024
 
-ModelRequest = TypeVar("ModelRequest", ChatCompletionRequest, EmbeddingRequest)
+ModelRequest = TypeVar("ModelRequest", ChatCompletionRequest, CompletionRequest,
+                       EmbeddingRequest)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 from ray import serve
@@ -34,6 +35,10 @@ from messages import (
 )
 
 logger = logging.getLogger("ray.serve")
+
+# One of the engine's two kinds of work: a chat completion or a legacy completion.
+EngineWork = Callable[[dict[str, Any], StreamUsage | None, Callable[[Usage], None] | None],
+                      Awaitable[Any]]
 
 # How often a replica looks at its engine; a dead engine ends the replica at once.
 ENGINE_WATCH_PERIOD_S = 0.5
@@ -72,14 +77,15 @@ class ChatDeployment:
         return ModelCard(id=self.spec.id, created=self.created, owned_by=self.spec.owned_by,
                          task="chat", context_length=self.engine.context_length)
 
-    async def _run(self, body: dict[str, Any], shown: StreamUsage | None = None,
+    async def _run(self, work: EngineWork, body: dict[str, Any],
+                   shown: StreamUsage | None = None,
                    progress: Callable[[Usage], None] | None = None) -> Any:
         """vLLM's result, its refusal, or :class:`ReplicaUnavailable` for a request that meets
         a dead engine, before or while it runs (the ingress retries it elsewhere)."""
         if self.engine.dead:
             return ReplicaUnavailable(self.spec.id)
         try:
-            result = await self.engine.chat(body, shown, progress)
+            result = await work(body, shown, progress)
         except Exception:
             if self.engine.dead:
                 return ReplicaUnavailable(self.spec.id)
@@ -88,23 +94,61 @@ class ChatDeployment:
             return ReplicaUnavailable(self.spec.id)
         return result
 
+    # Chat completions and legacy completions take the same three paths: a whole reply, a
+    # whole reply preceded by its progress (what the ingress calls), and a stream. The
+    # streaming methods are async generators themselves (Serve tells how to call a method
+    # from its kind), and close the one they relay when they are closed: that aborts the
+    # engine's request.
+
     async def chat(self, body: dict[str, Any],
                    progress: Callable[[Usage], None] | None = None) -> ChatOutcome:
-        result = await self._run(body, progress=progress)
+        return await self._whole(self.engine.chat, body, progress)
+
+    async def chat_with_progress(self, body: dict[str, Any]
+                                 ) -> AsyncIterator[Progress | ChatOutcome]:
+        async with aclosing(self._with_progress(self.engine.chat, body)) as items:
+            async for item in items:
+                yield item
+
+    async def chat_stream(self, body: dict[str, Any], shown: StreamUsage
+                          ) -> AsyncIterator[StreamItem]:
+        async with aclosing(self._streamed(self.engine.chat, body, shown)) as items:
+            async for item in items:
+                yield item
+
+    async def complete(self, body: dict[str, Any],
+                       progress: Callable[[Usage], None] | None = None) -> ChatOutcome:
+        return await self._whole(self.engine.complete, body, progress)
+
+    async def complete_with_progress(self, body: dict[str, Any]
+                                     ) -> AsyncIterator[Progress | ChatOutcome]:
+        async with aclosing(self._with_progress(self.engine.complete, body)) as items:
+            async for item in items:
+                yield item
+
+    async def complete_stream(self, body: dict[str, Any], shown: StreamUsage
+                              ) -> AsyncIterator[StreamItem]:
+        async with aclosing(self._streamed(self.engine.complete, body, shown)) as items:
+            async for item in items:
+                yield item
+
+    async def _whole(self, work: EngineWork, body: dict[str, Any],
+                     progress: Callable[[Usage], None] | None) -> ChatOutcome:
+        result = await self._run(work, body, progress=progress)
         if isinstance(result, APIError | ReplicaUnavailable):
             return result
         if not isinstance(result, dict):
             raise TypeError("a non-streaming request produced a stream")
         return Reply(result, Usage.of(result.get("usage") or {}))
 
-    async def chat_with_progress(self, body: dict[str, Any]
-                                 ) -> AsyncIterator[Progress | ChatOutcome]:
+    async def _with_progress(self, work: EngineWork, body: dict[str, Any]
+                             ) -> AsyncGenerator[Progress | ChatOutcome]:
         """A whole reply, preceded by what it has generated so far as the engine goes (the
         latest count whenever the ingress is ready for one): if the request ends before its
         reply, the ingress meters the last. Closing this stream aborts the engine request."""
         # The engine's counts as they come, then None once the reply is done.
         counts: asyncio.Queue[Usage | None] = asyncio.Queue()
-        reply = asyncio.ensure_future(self.chat(body, counts.put_nowait))
+        reply = asyncio.ensure_future(self._whole(work, body, counts.put_nowait))
         reply.add_done_callback(lambda _: counts.put_nowait(None))
         try:
             while True:
@@ -118,13 +162,13 @@ class ChatDeployment:
         finally:
             reply.cancel()
 
-    async def chat_stream(self, body: dict[str, Any], shown: StreamUsage
-                          ) -> AsyncIterator[StreamItem]:
+    async def _streamed(self, work: EngineWork, body: dict[str, Any], shown: StreamUsage
+                        ) -> AsyncGenerator[StreamItem]:
         # The engine reports usage on every chunk (vLLM's continuous usage stats, which it
         # computes only together with include_usage): what the client is shown of it is
         # decided when each chunk is shaped, and the ingress meters from it either way.
         body = {**body, "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
-        result = await self._run(body, shown)
+        result = await self._run(work, body, shown)
         if isinstance(result, APIError | ReplicaUnavailable):
             yield result
             return

@@ -1,5 +1,5 @@
-"""vLLM's chat replies and stream chunks in exactly OpenAI's shape (docs/api.md, "Chat
-completions" and "Streaming and usage").
+"""vLLM's chat and completion replies and stream chunks in exactly OpenAI's shape
+(docs/api.md, "Chat completions", "Completions" and "Streaming and usage").
 
 vLLM's serving layer adds fields of its own (token ids, the prompt's text, stop reasons),
 leaves out fields OpenAI's schema requires as null, and reports per-chunk usage per choice.
@@ -18,7 +18,8 @@ from messages import Chunk, StreamUsage, Usage
 # vLLM's own fields: in a reply or chunk, and in each choice.
 _ENGINE_FIELDS = ("prompt_token_ids", "prompt_logprobs", "prompt_text", "kv_transfer_params",
                   "ec_transfer_params", "metrics")
-_ENGINE_CHOICE_FIELDS = ("token_ids", "stop_reason", "routed_experts")
+_ENGINE_CHOICE_FIELDS = ("token_ids", "stop_reason", "routed_experts", "prompt_token_ids",
+                         "prompt_logprobs")
 # vLLM's reasoning output, on a message or delta; OpenAI's chat completion has no such field.
 _ENGINE_MESSAGE_FIELDS = ("reasoning", "reasoning_content")
 
@@ -78,10 +79,14 @@ class StreamShaper:
     completion tokens of the chunk's own choice; a chunk's usage here is cumulative over all
     choices, which is what a request with ``n`` > 1 is billed."""
 
-    def __init__(self, shown: StreamUsage, framing: Framing = AS_ASKED) -> None:
+    def __init__(self, shown: StreamUsage, framing: Framing = AS_ASKED,
+                 choices_per_prompt: int | None = None) -> None:
         self._shown = shown
         self._framing = framing
-        self._prompt = 0
+        # A legacy completion's prompts each have their own choices, numbered on (prompt i's
+        # are i*n .. i*n+n-1) and their own prompt count; a chat's choices share one prompt.
+        self._choices_per_prompt = choices_per_prompt
+        self._prompt: dict[int, int] = {}  # per prompt
         self._completion: dict[int, int] = {}  # per choice index
 
     def chunk(self, frame: str) -> Chunk:
@@ -115,11 +120,13 @@ class StreamShaper:
             return None
         if data.get("choices") == []:  # the engine's final count, over every choice
             return self._framing.usage(Usage.of(reported))
-        self._prompt = int(reported.get("prompt_tokens") or 0)
         for choice in data.get("choices", []):
-            self._completion[int(choice.get("index", 0))] = int(
-                reported.get("completion_tokens") or 0)
-        return self._framing.usage(Usage(self._prompt, sum(self._completion.values())))
+            index = int(choice.get("index", 0))
+            prompt = 0 if self._choices_per_prompt is None else index // self._choices_per_prompt
+            self._prompt[prompt] = int(reported.get("prompt_tokens") or 0)
+            self._completion[index] = int(reported.get("completion_tokens") or 0)
+        return self._framing.usage(Usage(sum(self._prompt.values()),
+                                         sum(self._completion.values())))
 
 
 def engine_error(frame: str) -> tuple[int, str, str | None] | None:

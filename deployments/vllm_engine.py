@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -94,6 +94,7 @@ class VLLMChatEngine:
         self._stack = contextlib.AsyncExitStack()
         self._engine: Any = None
         self._chat: Any = None
+        self._completion: Any = None
 
     async def start(self) -> None:
         os.environ.update(engine_env(self.settings))  # before vLLM's imports below
@@ -115,9 +116,12 @@ class VLLMChatEngine:
         tasks = await self._engine.get_supported_tasks()
         await init_app_state(self._engine, state, args, tasks)
         self._chat = state.openai_serving_chat
-        if self._chat is None:
-            raise RuntimeError(f"{self.served_name}: the engine does not support chat")
-        self._chat.engine_client = _EngineReportingProgress(self._chat.engine_client)
+        self._completion = state.openai_serving_completion
+        if self._chat is None or self._completion is None:
+            raise RuntimeError(f"{self.served_name}: the engine does not support chat and "
+                               "completions")
+        for serving in (self._chat, self._completion):
+            serving.engine_client = _EngineReportingProgress(serving.engine_client)
 
     async def stop(self) -> None:
         await self._stack.aclose()
@@ -154,7 +158,7 @@ class VLLMChatEngine:
         chosen = None
         if choosing is not None:
             hidden = self._count_tokens(forced_calls.NAME_OPENING)
-            choice = await self._complete(choosing, progress and (
+            choice = await self._chat_serving(choosing, progress and (
                 lambda usage: progress(Usage(usage.prompt_tokens - hidden,
                                              usage.completion_tokens))))
             if isinstance(choice, APIError):
@@ -162,7 +166,7 @@ class VLLMChatEngine:
             assert isinstance(choice, dict)
             chosen = forced_calls.chosen_tool(choice, body)
         body, framing = forced_calls.plan(body, self._count_tokens, chosen)
-        result = await self._complete(body, progress and (
+        result = await self._chat_serving(body, progress and (
             lambda usage: progress(framing.usage(usage))))
         if isinstance(result, dict):
             return openai_shape.reply(result, framing)
@@ -170,43 +174,75 @@ class VLLMChatEngine:
             return result
         return _shaped(result, openai_shape.StreamShaper(shown or StreamUsage(), framing))
 
-    async def _complete(self, body: dict[str, Any],
+    async def complete(self, body: dict[str, Any], shown: StreamUsage | None = None,
+                       progress: Callable[[Usage], None] | None = None
+                       ) -> dict[str, Any] | AsyncIterator[Chunk | APIError] | APIError:
+        """Run one legacy completion, as :meth:`chat` runs a chat completion (vLLM's
+        completion serving; several prompts are one request, their choices numbered on)."""
+        from vllm.entrypoints.openai.completion.protocol import (
+            CompletionRequest,
+            CompletionResponse,
+        )
+
+        result = await self._run_serving(
+            self._completion.create_completion, CompletionRequest, CompletionResponse, body,
+            "prompt", progress)
+        if isinstance(result, dict):
+            return openai_shape.reply(result)
+        if isinstance(result, APIError):
+            return result
+        choices = int(body.get("n", 1))  # a stream's choices per prompt
+        return _shaped(result, openai_shape.StreamShaper(shown or StreamUsage(),
+                                                         choices_per_prompt=choices))
+
+    async def _chat_serving(self, body: dict[str, Any],
                         progress: Callable[[Usage], None] | None = None
                         ) -> dict[str, Any] | AsyncIterator[str] | APIError:
         """vLLM's chat serving on one request: its reply (``model_dump()``), its stream's SSE
         frames, or the error it answered with, in the contract's terms."""
-        reporting = _progress_of_whole_reply.set(progress)
-        try:
-            return await self._serve(body)
-        finally:
-            _progress_of_whole_reply.reset(reporting)
-
-    async def _serve(self, body: dict[str, Any]
-                     ) -> dict[str, Any] | AsyncIterator[str] | APIError:
         from vllm.entrypoints.openai.chat_completion.protocol import (
             ChatCompletionRequest,
             ChatCompletionResponse,
         )
+
+        return await self._run_serving(
+            self._chat.create_chat_completion, ChatCompletionRequest, ChatCompletionResponse,
+            body, "messages", progress)
+
+    async def _run_serving(self, serve: Callable[[Any, None], Awaitable[Any]],
+                           request_type: type[Any], whole: type[Any], body: dict[str, Any],
+                           prompt_field: str, progress: Callable[[Usage], None] | None
+                           ) -> dict[str, Any] | AsyncIterator[str] | APIError:
+        """One call of a vLLM serving layer (``serve``, on ``body`` as its ``request_type``):
+        its reply (``model_dump()`` of a ``whole``), its stream's SSE frames, or the error
+        it answered with, in the contract's terms (a prompt that does not fit names
+        ``prompt_field``). A whole reply's progress goes to ``progress`` as the engine
+        generates."""
         from vllm.entrypoints.serve.engine.protocol import ErrorResponse
         from vllm.entrypoints.serve.exception_handling.error_response import (
             create_error_response,
         )
 
         try:
-            request = ChatCompletionRequest.model_validate(body)
+            request = request_type.model_validate(body)
         except ValueError as exc:
             return APIError(400, str(exc))
+        reporting = _progress_of_whole_reply.set(
+            None if progress is None else _ProgressOfReply(progress))
         try:
-            result = await self._chat.create_chat_completion(request, None)
+            result = await serve(request, None)
         except Exception as exc:
             # vLLM's API server maps these in its exception handlers; do the same here. A
             # server-side failure stays an exception: the ingress answers it with a 500.
             result = create_error_response(exc)
             if result.error.code >= 500:
                 raise
+        finally:
+            _progress_of_whole_reply.reset(reporting)
         if isinstance(result, ErrorResponse):
-            return _failure(result.error.code, result.error.message, result.error.param, body)
-        if isinstance(result, ChatCompletionResponse):
+            return _failure(result.error.code, result.error.message, result.error.param, body,
+                            prompt_field)
+        if isinstance(result, whole):
             return dict(result.model_dump())
         return result  # type: ignore[no-any-return]
 
@@ -214,14 +250,34 @@ class VLLMChatEngine:
         return len(self._engine.get_tokenizer().encode(text, add_special_tokens=False))
 
 
+class _ProgressOfReply:
+    """A whole reply's counts so far, over every engine request it is made of (a legacy
+    completion with several prompts runs one per prompt), reported whole at every step."""
+
+    def __init__(self, report: Callable[[Usage], None]) -> None:
+        self._report = report
+        self._parts: list[Usage] = []
+
+    def part(self) -> Callable[[Usage], None]:
+        """Where one engine request's cumulative counts go."""
+        index = len(self._parts)
+        self._parts.append(Usage(0))
+
+        def report(usage: Usage) -> None:
+            self._parts[index] = usage
+            self._report(Usage(sum(p.prompt_tokens for p in self._parts),
+                               sum(p.completion_tokens for p in self._parts)))
+        return report
+
+
 # Where a whole reply's progress goes, for the request this task is running (set around the
 # serving layer's call, read by _EngineReportingProgress.generate beneath it).
-_progress_of_whole_reply: ContextVar[Callable[[Usage], None] | None] = ContextVar(
+_progress_of_whole_reply: ContextVar[_ProgressOfReply | None] = ContextVar(
     "progress_of_whole_reply", default=None)
 
 
 class _EngineReportingProgress:
-    """vLLM's engine client as the chat serving layer sees it. A whole (non-streamed) reply's
+    """vLLM's engine client as the serving layers see it. A whole (non-streamed) reply's
     outputs come from the engine step by step (cumulative) rather than only at the end, each
     step's counts going to the request's progress callback; the serving layer still gets one
     output holding every choice at the end. Everything else is the engine client's own."""
@@ -235,13 +291,13 @@ class _EngineReportingProgress:
     def generate(self, prompt: Any, sampling_params: Any, *args: Any, **kwargs: Any) -> Any:
         from vllm.sampling_params import RequestOutputKind
 
-        report = _progress_of_whole_reply.get()
-        if report is None or getattr(sampling_params, "output_kind",
-                                     None) != RequestOutputKind.FINAL_ONLY:
+        progress = _progress_of_whole_reply.get()
+        if progress is None or getattr(sampling_params, "output_kind",
+                                       None) != RequestOutputKind.FINAL_ONLY:
             return self._client.generate(prompt, sampling_params, *args, **kwargs)
         sampling_params.output_kind = RequestOutputKind.CUMULATIVE
         return _reporting(self._client.generate(prompt, sampling_params, *args, **kwargs),
-                          report)
+                          progress.part())
 
 
 async def _reporting(outputs: AsyncIterator[Any], report: Callable[[Usage], None]
@@ -278,7 +334,7 @@ async def _shaped(frames: AsyncIterator[str], shaper: openai_shape.StreamShaper
 
 
 def _failure(status: int, message: str, param: str | None,
-             body: dict[str, Any] | None = None) -> APIError:
+             body: dict[str, Any] | None = None, prompt_field: str = "messages") -> APIError:
     grammar = _GRAMMAR_FAILURE.match(message)
     if status == 400 and grammar is not None:
         # The constrained-decoding library's words, without its log prefix and source line,
@@ -290,29 +346,39 @@ def _failure(status: int, message: str, param: str | None,
     if status == 400 and any(m in message for m in _CONTEXT_MARKERS):
         # The prompt alone, or the prompt with the completion asked for, does not fit.
         if param not in ("max_tokens", "max_completion_tokens"):
-            param = "messages"
+            param = prompt_field
         return APIError(status, message, param=param, code="context_length_exceeded")
     return APIError(status, message, param=param)
 
 
 def _refuse_what_does_not_fit() -> None:
     """vLLM clamps a completion that would run past the context to what fits; docs/api.md
-    promises a 400 instead ("Context length"). Its chat serving asks ``get_max_tokens``
-    once it knows the prompt's length: the check goes there. Idempotent."""
-    from vllm.entrypoints.openai.chat_completion import serving
+    promises a 400 instead ("Context length"). Its chat and completion serving ask
+    ``get_max_tokens`` once they know the prompt's length: the check goes there. Idempotent."""
+    from vllm.entrypoints.openai.chat_completion import serving as chat_serving
+    from vllm.entrypoints.openai.completion import serving as completion_serving
 
-    clamping = serving.get_max_tokens
-    if getattr(clamping, "refuses_overflow", False):
-        return
+    for serving, prompt in ((chat_serving, "the messages take"),
+                            (completion_serving, "the prompt takes")):
+        clamping = serving.get_max_tokens  # type: ignore[attr-defined]
+        if not getattr(clamping, "refuses_overflow", False):
+            serving.get_max_tokens = _refusing_overflow(  # type: ignore[attr-defined]
+                clamping, prompt)
 
+
+def _refusing_overflow(clamping: Callable[..., int], prompt: str) -> Callable[..., int]:
     def strict(max_model_len: int, max_tokens: int | None, input_length: int,
                *args: Any, **kwargs: Any) -> int:
+        from vllm.exceptions import VLLMValidationError
+
         if max_tokens is not None and input_length + max_tokens > max_model_len:
-            raise ValueError(
-                f"This model's maximum context length is {max_model_len} tokens; the "
-                f"messages take {input_length} and the completion asks for {max_tokens} "
-                "more. Ask for fewer tokens, or send a shorter prompt.")
+            raise VLLMValidationError(
+                f"This model's maximum context length is {max_model_len} tokens; {prompt} "
+                f"{input_length} and the completion asks for {max_tokens} more. Ask for "
+                "fewer tokens, or send a shorter prompt.",
+                # max_tokens alone leaves no room for any prompt: that is the field to fix.
+                parameter="max_tokens" if max_tokens >= max_model_len else None)
         return int(clamping(max_model_len, max_tokens, input_length, *args, **kwargs))
 
     strict.refuses_overflow = True  # type: ignore[attr-defined]
-    serving.get_max_tokens = strict
+    return strict

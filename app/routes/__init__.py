@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from app.routes import audio, chat, embeddings, models, rerank, usage
+from app.routes import audio, chat, completions, embeddings, models, rerank, usage
 
 V1_ROUTES: list[BaseRoute] = [
     *models.ROUTES,
     *chat.ROUTES,
+    *completions.ROUTES,
     *embeddings.ROUTES,
     *usage.ROUTES,
     *audio.ROUTES,

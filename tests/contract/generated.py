@@ -120,9 +120,12 @@ def check_reply(request: Generated, status: int, content_type: str, content: byt
         chunks = [line.removeprefix(b"data: ") for line in content.splitlines()
                   if line.startswith(b"data: ")]
         assert chunks and chunks[-1] == b"[DONE]", f"{where}: {content!r:.500}"
+        chunk_type = (openai.types.Completion if request.path.endswith("/completions")
+                      and not request.path.endswith("/chat/completions")
+                      else openai.types.chat.ChatCompletionChunk)
         for chunk in chunks[:-1]:
             if sdk_types:
-                _parse(openai.types.chat.ChatCompletionChunk, chunk, where)
+                _parse(chunk_type, chunk, where)
             else:
                 json.loads(chunk)
         return
@@ -132,6 +135,8 @@ def check_reply(request: Generated, status: int, content_type: str, content: byt
         return
     if request.path == "/v1/chat/completions":
         _parse(openai.types.chat.ChatCompletion, content, where)
+    elif request.path == "/v1/completions":
+        _parse(openai.types.Completion, content, where)
     elif request.path == "/v1/embeddings":
         if json.loads(request.content or b"{}").get("encoding_format") == "base64":
             # The SDK's type says floats: it decodes base64 itself when it asked for it, and

@@ -22,6 +22,7 @@ from tests.support.models_double import CHAT, EMBED
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 CHAT_FIELDS = declared_only("/chat/completions")
 EMBED_FIELDS = declared_only("/embeddings")
+COMPLETION_FIELDS = declared_only("/completions")
 # (method, path, generation mode, model pinned, body shaped, cases): at least 2,000 in all.
 RUNS: list[tuple[str, str, GenerationMode, str | None, Shape | None, int]] = [
     ("POST", "/chat/completions", POSITIVE, None, None, 200),
@@ -34,6 +35,11 @@ RUNS: list[tuple[str, str, GenerationMode, str | None, Shape | None, int]] = [
     ("POST", "/embeddings", POSITIVE, EMBED, EMBED_FIELDS, 250),
     ("POST", "/embeddings", POSITIVE, CHAT, None, 50),
     ("POST", "/embeddings", NEGATIVE, None, None, 200),
+    ("POST", "/completions", POSITIVE, None, None, 100),
+    ("POST", "/completions", POSITIVE, CHAT, None, 100),
+    ("POST", "/completions", POSITIVE, CHAT, COMPLETION_FIELDS, 250),
+    ("POST", "/completions", POSITIVE, EMBED, None, 30),
+    ("POST", "/completions", NEGATIVE, None, None, 150),
     ("GET", "/models", POSITIVE, None, None, 20),
     ("GET", "/models", NEGATIVE, None, None, 20),
     ("GET", "/models/{model}", POSITIVE, None, None, 100),

@@ -146,3 +146,20 @@ def test_a_forced_calls_reply_bills_the_clients_prompt_and_has_content_null() ->
     assert choice["finish_reason"] == "length"  # cut: the partial call, said so
     assert choice["message"]["content"] is None
     assert choice["message"]["tool_calls"][0]["function"]["arguments"] == '{"city":"Par'
+
+
+def test_a_legacy_completion_stream_sums_the_prompts_of_its_prompts() -> None:
+    """Two prompts, two choices each: choices 0-1 are the first prompt's (4 tokens), 2-3 the
+    second's (6 tokens); usage is the whole request's, as it is billed."""
+    shaper = StreamShaper(DEFAULT, choices_per_prompt=2)
+    for index, prompt in ((0, 4), (1, 4), (2, 6), (3, 6)):
+        last = shaper.chunk(frame({
+            "id": "c", "object": "text_completion", "created": 1, "model": "m",
+            "choices": [{"index": index, "text": "x", "logprobs": None, "finish_reason": None,
+                         "prompt_token_ids": [1] * prompt, "stop_reason": None}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": 1,
+                      "total_tokens": prompt + 1}}))
+    assert last.usage == Usage(10, 4)
+    choice = shown(last.frame)["choices"][0]
+    assert "prompt_token_ids" not in choice and "stop_reason" not in choice
+    assert choice["text"] == "x"

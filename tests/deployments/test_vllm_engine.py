@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from vllm.exceptions import VLLMValidationError
 
 from deployments.config import ChatEngine
 from deployments.vllm_engine import (
@@ -31,9 +32,37 @@ def test_a_completion_past_the_context_is_refused_where_vllm_would_clamp_it() ->
     _refuse_what_does_not_fit()  # once is enough: not wrapped twice
     assert serving.get_max_tokens(2048, None, 30, {}) == 2018  # absent: up to the context
     assert serving.get_max_tokens(2048, 2018, 30, {}) == 2018
-    with pytest.raises(ValueError, match="maximum context length is 2048") as refused:
+    with pytest.raises(VLLMValidationError, match="maximum context length is 2048") as refused:
         serving.get_max_tokens(2048, 2019, 30, {})
     assert _failure(400, str(refused.value), None).code == "context_length_exceeded"
+    assert refused.value.parameter is None  # the messages, with max_tokens, do not fit
+    with pytest.raises(VLLMValidationError) as alone:
+        serving.get_max_tokens(2048, 2048, 30, {})
+    assert alone.value.parameter == "max_tokens"  # max_tokens alone leaves no room
+
+
+def test_a_legacy_completion_past_the_context_is_refused_too() -> None:
+    from vllm.entrypoints.openai.completion import serving
+
+    _refuse_what_does_not_fit()
+    assert serving.get_max_tokens(2048, 16, 30, {}) == 16
+    with pytest.raises(VLLMValidationError, match="the prompt takes 2040") as refused:
+        serving.get_max_tokens(2048, 16, 2040, {})
+    failure = _failure(400, str(refused.value), None, prompt_field="prompt")
+    assert (failure.code, failure.param) == ("context_length_exceeded", "prompt")
+
+
+def test_a_whole_reply_s_progress_is_summed_over_its_engine_requests() -> None:
+    from deployments.vllm_engine import _ProgressOfReply
+    from messages import Usage
+
+    seen: list[Usage] = []
+    progress = _ProgressOfReply(seen.append)
+    first, second = progress.part(), progress.part()  # two prompts of one completion
+    first(Usage(5, 1))
+    second(Usage(7, 1))
+    first(Usage(5, 3))  # cumulative: replaces the first prompt's count, not added to it
+    assert seen[-1] == Usage(12, 4)
 
 
 def test_engine_flags_carry_the_config() -> None:

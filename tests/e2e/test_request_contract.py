@@ -1,5 +1,5 @@
 """The request contract over generated requests, against the running app on the real
-models: chat and embedding requests drawn from OpenAI's API description (tests/contract),
+models: chat, legacy completion and embedding requests drawn from OpenAI's API description (tests/contract),
 valid and broken, each answered with a success the SDK's types parse or an error in the
 envelope, never a 5xx. Seeded, as the in-process run."""
 
@@ -21,6 +21,7 @@ SENT: collections.Counter[int] = collections.Counter()
 
 chat_fields = declared_only("/chat/completions")
 embedding_fields = declared_only("/embeddings")
+completion_fields = declared_only("/completions")
 
 
 def bounded_chat(body: dict[str, Any]) -> dict[str, Any]:
@@ -48,11 +49,29 @@ def bounded_embeddings(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def bounded_completion(body: dict[str, Any]) -> dict[str, Any]:
+    """As :func:`bounded_chat`, and at most 4 prompts; without ``suffix`` and ``best_of``,
+    which are a 400 whatever else is sent (the in-process run sends them), so that the
+    requests reach the engine."""
+    body = {k: v for k, v in completion_fields(body).items() if k not in ("suffix", "best_of")}
+    if body.get("max_tokens") is None or (isinstance(body["max_tokens"], int)
+                                          and body["max_tokens"] > 4):
+        body["max_tokens"] = 4
+    if isinstance(body.get("n"), int) and body["n"] > 2:
+        body["n"] = 2
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], str | list):
+        body["prompt"] = prompt[:4]
+    return body
+
+
 RUNS = [
     ("/chat/completions", GenerationMode.POSITIVE, CHAT_MODEL, bounded_chat, 200),
     ("/chat/completions", GenerationMode.NEGATIVE, None, None, 50),
     ("/embeddings", GenerationMode.POSITIVE, EMBED_MODEL, bounded_embeddings, 150),
     ("/embeddings", GenerationMode.NEGATIVE, None, None, 50),
+    ("/completions", GenerationMode.POSITIVE, CHAT_MODEL, bounded_completion, 150),
+    ("/completions", GenerationMode.NEGATIVE, None, None, 50),
 ]
 
 

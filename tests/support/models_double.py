@@ -102,6 +102,17 @@ class ModelsDoubleForTests:
             yield chunk({"n": i})
         yield DONE
 
+    async def complete(self, model: str, body: dict[str, Any],
+                       progress: Callable[[Usage], None]) -> Reply:
+        """As :meth:`chat`: the ingress's books are the same for both."""
+        reply = await self.chat(model, body, progress)
+        return Reply({**reply.body, "object": "text_completion"}, reply.usage)
+
+    def complete_stream(
+        self, model: str, body: dict[str, Any], shown: StreamUsage
+    ) -> AsyncIterator[Chunk | FinalUsage]:
+        return self.chat_stream(model, body, shown)
+
     async def embed(self, model: str, job: EmbeddingJob) -> Reply:
         self.sent.append(job)
         return Reply({"object": "list", "data": [], "model": model}, Usage(0))
@@ -127,6 +138,11 @@ class ModelsDoubleForTests:
             raise self.refusal
         body = {k: v for k, v in TRANSCRIPT.items() if k != "words" or job.word_timestamps}
         return Reply(body, Usage(0, 0, audio_seconds=float(TRANSCRIPT["duration"])))
+
+
+def completion_body(**fields: Any) -> dict[str, Any]:
+    """A minimal valid legacy completion body, with ``fields`` added."""
+    return {"model": CHAT, "prompt": "Once upon a time", **fields}
 
 
 def chat_body(**fields: Any) -> dict[str, Any]:
