@@ -37,10 +37,12 @@ class StoreError(ValueError):
     """A request the store refuses (unknown project, bad permission set, ...), with the HTTP
     status the admin API answers it with and the field at fault, if one is."""
 
-    def __init__(self, message: str, status: int = 400, param: str | None = None) -> None:
+    def __init__(self, message: str, status: int = 400, param: str | None = None,
+                 code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.param = param
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ class Store:
                 "max_concurrent = COALESCE(?, max_concurrent), name = COALESCE(?, name) "
                 "WHERE id = ?", (rpm, tpm, max_concurrent, name, project_id)).rowcount
             if not changed:
-                raise StoreError(f"unknown project {project_id!r}", 404)
+                raise StoreError(f"unknown project {project_id!r}", 404, code="project_not_found")
             fields = [f for f, v in (("name", name), ("rpm", rpm), ("tpm", tpm),
                                      ("max_concurrent", max_concurrent)) if v is not None]
             _audit(db, actor, "project.update", project_id, [project_id], fields)
@@ -154,10 +156,10 @@ class Store:
             row = db.execute(f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = ?",
                              (project_id,)).fetchone()
             if row is None:
-                raise StoreError(f"unknown project {project_id!r}", 404)
+                raise StoreError(f"unknown project {project_id!r}", 404, code="project_not_found")
             if row[2]:
                 raise StoreError("the default project cannot be deleted: requests to /v1/... "
-                                 "go to it", 409)
+                                 "go to it", 409, code="default_project")
             keys = [r[0] for r in db.execute(
                 "SELECT DISTINCT key_id FROM key_grants WHERE project_id = ?", (project_id,))]
             db.execute("DELETE FROM key_grants WHERE project_id = ?", (project_id,))
@@ -291,7 +293,7 @@ class Store:
             ).rowcount
             record = _key(db, key_id)
             if record is None:
-                raise StoreError(f"unknown key {key_id!r}", 404)
+                raise StoreError(f"unknown key {key_id!r}", 404, code="key_not_found")
             if changed:
                 _audit(db, actor, "key.revoke", key_id,
                        [g.project_id for g in record.grants if g.project_id])

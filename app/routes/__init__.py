@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from app.routes import audio, chat, completions, embeddings, models, usage
+from app.routes import audio, audit, chat, completions, embeddings, keys, models, projects, usage
 
 V1_ROUTES: list[BaseRoute] = [
     *models.ROUTES,
@@ -15,4 +15,7 @@ V1_ROUTES: list[BaseRoute] = [
     *embeddings.ROUTES,
     *usage.ROUTES,
     *audio.ROUTES,
+    *projects.ROUTES,
+    *keys.ROUTES,
+    *audit.ROUTES,
 ]
