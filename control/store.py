@@ -247,15 +247,15 @@ class Store:
         return {**record.public(), "secret_key": secret}
 
     def key_by_hash(self, digest: str) -> KeyRecord | None:
-        """The live key (neither revoked nor expired) whose secret hashes to ``digest`` (see
-        :func:`hash_secret`), or None; the stored hash is compared in constant time. Callers
-        send the hash, never the secret.
+        """The unrevoked key whose secret hashes to ``digest`` (see :func:`hash_secret`), or
+        None; the stored hash is compared in constant time. Callers send the hash, never the
+        secret. An expired key is returned as it is: the caller refuses it, saying why
+        (``KeyRecord.expired``).
         """
         with self._db(write=False) as db:
             row = db.execute(
-                "SELECT id, secret_hash FROM api_keys WHERE secret_hash = ? AND revoked_at IS "
-                "NULL AND (expires_at IS NULL OR expires_at > ?)",
-                (digest, time.time()),
+                "SELECT id, secret_hash FROM api_keys WHERE secret_hash = ? AND revoked_at IS NULL",
+                (digest,),
             ).fetchone()
             if row is None or not hmac.compare_digest(row[1], digest):
                 return None
