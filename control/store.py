@@ -166,9 +166,10 @@ class Store:
             now = int(time.time())
             for key_id in keys:
                 if db.execute("SELECT 1 FROM key_grants WHERE key_id = ?",
-                              (key_id,)).fetchone() is None:
-                    db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? "
-                               "AND revoked_at IS NULL", (now, key_id))
+                              (key_id,)).fetchone() is None and db.execute(
+                        "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                        (now, key_id)).rowcount:
+                    _audit(db, actor, "key.revoke", key_id, [project_id])
             db.execute("DELETE FROM projects WHERE id = ?", (project_id,))
             _audit(db, actor, "project.delete", project_id, [project_id])
         return {**_project(row), "deleted": True}

@@ -99,6 +99,9 @@ def test_deleting_a_project_revokes_keys_left_without_a_grant(tmp_path: Path) ->
     keys = {k["id"]: k for k in store.list_keys()}
     assert keys[only_a["id"]]["revoked"] and not keys[both["id"]]["revoked"]
     assert keys[both["id"]]["projects"] == [b]
+    entries, _ = store.audit()
+    assert [(e["action"], e["target"]) for e in entries[:2]] == [
+        ("project.delete", a), ("key.revoke", only_a["id"])]
     assert store.project(a) is None
     with pytest.raises(StoreError) as unknown:
         store.delete_project(a)
