@@ -167,16 +167,20 @@ def test_concurrency_quota_with_parallel_streams(cli: RemoteCLI, base_url: str) 
     for stream in streams:
         stream.close()  # the client leaves: the stream ends, its slot is given back
 
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            again = open_stream()
-            break
-        except openai.RateLimitError:  # the slots come back as the server sees them end
-            assert time.monotonic() < deadline, "slots were never given back"
-            time.sleep(0.2)
+    def open_when_a_slot_is_back() -> openai.Stream[Any]:
+        # A slot is given back as the control plane hears that its stream ended: a moment
+        # after the client saw the end (docs/api.md, "Quotas").
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return open_stream()
+            except openai.RateLimitError:
+                assert time.monotonic() < deadline, "slots were never given back"
+                time.sleep(0.2)
+
+    again = open_when_a_slot_is_back()
     for _ in again:  # read to the end: a stream that ends by itself gives its slot back too
         pass
-    final = [open_stream(), open_stream()]
+    final = [open_when_a_slot_is_back(), open_when_a_slot_is_back()]
     for stream in final:
         stream.close()
