@@ -8,6 +8,7 @@ the control plane see, and no message, log line or exception carries either.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import uuid
@@ -108,7 +109,9 @@ class Authenticator:
         if now - self._used.get(key_id, -LAST_USE_SECONDS) < LAST_USE_SECONDS:
             return
         self._used[key_id] = now
-        write = asyncio.get_running_loop().create_task(self._write_use(key_id))
+        # In a context of its own: a request's cancellation must not cancel the write.
+        write = asyncio.get_running_loop().create_task(self._write_use(key_id),
+                                                       context=contextvars.Context())
         self._writes.add(write)
         write.add_done_callback(self._writes.discard)
 

@@ -17,6 +17,7 @@ back once when it ends (a stream when it ends), a round trip each way.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import time
 from collections.abc import Callable
@@ -175,9 +176,12 @@ class QuotaGate:
 
 
     def _release(self, lease: str) -> None:
-        """Give a slot back, off the caller's path (a stream's end is not awaited)."""
+        """Give a slot back, off the caller's path (a stream's end is not awaited). The call
+        runs in a context of its own, not the request's: Serve cancels the calls a request
+        made when the request is cancelled (a client that leaves right after the last event),
+        and the slot must come back all the same."""
         release = asyncio.get_running_loop().create_task(
-            self.control_plane.concurrency_release(lease))
+            self.control_plane.concurrency_release(lease), context=contextvars.Context())
         self._releases.add(release)
         release.add_done_callback(self._releases.discard)
 
