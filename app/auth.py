@@ -7,6 +7,9 @@ the control plane see, and no message, log line or exception carries either.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,8 +30,12 @@ GRANTS: dict[str, frozenset[str]] = {
     "AllProductsFullAccess": frozenset({"model", "usage"}),
 }
 
-# A revoked key stops working on every replica within this many seconds.
+# A revoked key stops working on every replica within this many seconds (an expired one at
+# once: its expiry is checked on every request).
 KEY_CACHE_SECONDS = 2.0
+# A key's last use is written to the store at most this often per key and replica.
+LAST_USE_SECONDS = 60.0
+log = logging.getLogger(__name__)
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
@@ -76,6 +83,8 @@ class Authenticator:
         self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
         self._projects: dict[str, tuple[float, bool]] = {}
         self._default_project: str | None = None
+        self._used: dict[str, float] = {}  # key id -> when its last use was last written
+        self._writes: set[asyncio.Task[None]] = set()
 
     async def key(self, headers: Headers) -> KeyRecord:
         """The caller's key; raises the contract's 401 for a missing, malformed or unknown
@@ -83,7 +92,34 @@ class Authenticator:
         key = await self._key(hash_secret(_bearer_secret(headers)))
         if key is None:
             raise unauthenticated("Incorrect API key provided.")
+        if key.expired(time.time()):
+            raise unauthenticated("This API key has expired.")
+        self._note_use(key.id)
         return key
+
+    async def project_of(self, key: KeyRecord, project: str | None) -> str:
+        """The project a request names (the default one if none); raises the contract's
+        404 or 403 for one that does not exist."""
+        return await self._project_id(key, project)
+
+    def _note_use(self, key_id: str) -> None:
+        """Write a key's last use to the store, at most once a minute per key, off the
+        request's path."""
+        now = time.monotonic()
+        if now - self._used.get(key_id, -LAST_USE_SECONDS) < LAST_USE_SECONDS:
+            return
+        self._used[key_id] = now
+        # In a context of its own: a request's cancellation must not cancel the write.
+        write = asyncio.get_running_loop().create_task(self._write_use(key_id),
+                                                       context=contextvars.Context())
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+
+    async def _write_use(self, key_id: str) -> None:
+        try:
+            await self.control_plane.touch_key(key_id)
+        except Exception:  # a missed last-use time is not worth failing a request
+            log.warning("could not record the last use of key %s", key_id, exc_info=True)
 
     async def caller(self, headers: Headers, project: str | None, need: Need) -> Caller:
         """Who is calling, for which project; raises the contract's 401/403/404."""

@@ -8,6 +8,7 @@ OpenAI's API (docs/api.md lists them).
 
 from __future__ import annotations
 
+import datetime
 import functools
 from typing import Annotated, Any, Literal
 
@@ -52,6 +53,63 @@ def _optional_fields(model: type[BaseModel]) -> frozenset[str]:
     # A field with an alias is spelled by its alias only (no populate_by_name).
     return frozenset(field.alias or name for name, field in model.model_fields.items()
                      if not field.is_required())
+
+
+# --- administration (extension: docs/api.md, "Administration") -----------------------------
+
+MAX_NAME_CHARS = 200
+Quota = Annotated[int, Field(ge=0)]  # 0 = unlimited
+PermissionSet = Literal["GenerativeApisModelAccess", "GenerativeApisFullAccess",
+                        "AllProductsFullAccess"]
+
+
+class ProjectCreateRequest(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+    rpm: Quota = 0
+    tpm: Quota = 0
+    max_concurrent: Quota = 0
+
+
+class ProjectUpdateRequest(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)] | None = None
+    rpm: Quota | None = None
+    tpm: Quota | None = None
+    max_concurrent: Quota | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> ProjectUpdateRequest:
+        if not self.model_fields_set:
+            raise ValueError("Give at least one of name, rpm, tpm, max_concurrent")
+        return self
+
+
+class KeyCreateRequest(Strict):
+    name: Annotated[str, Field(max_length=MAX_NAME_CHARS)] | None = None
+    permission_sets: Annotated[list[PermissionSet], Field(min_length=1)]
+    projects: Annotated[list[Annotated[str, Field(min_length=1)]],
+                        Field(min_length=1, max_length=100)] | None = None
+    organization: bool = False
+    expires_at: str | None = None  # ISO 8601; without a time zone, UTC
+
+    @model_validator(mode="after")
+    def _one_scope_and_a_time(self) -> KeyCreateRequest:
+        if self.organization == (self.projects is not None):
+            raise ParamError("projects", "give either 'projects' or 'organization': true")
+        if self.expires_at is not None:
+            self.expires_at_unix()
+        return self
+
+    def expires_at_unix(self) -> int | None:
+        if self.expires_at is None:
+            return None
+        try:
+            when = datetime.datetime.fromisoformat(self.expires_at)
+        except ValueError:
+            raise ParamError("expires_at", "must be a date and time in ISO 8601, e.g. "
+                                           "2030-01-31T12:00:00Z") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        return int(when.timestamp())
 
 
 # --- chat messages -------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Per-project quotas: requests and tokens per minute, across every ingress replica.
+"""Per-project quotas: requests and tokens per minute, and requests in flight, across every
+ingress replica.
 
 The control plane owns the count for each project and minute (control/quota_book.py). An ingress
 replica does not ask it on every request: it takes an allowance (a slice of what is left this
@@ -7,11 +8,16 @@ out, so a request on a limited project usually pays no round trip and one on an 
 project never does. Tokens are reserved at admission (prompt estimate + ``max_tokens``) and
 corrected to the response's actual usage afterwards. Windows are calendar minutes; counts
 live in memory: a restarted control plane starts the minute afresh.
+
+Requests in flight (``max_concurrent``) cannot be sliced into allowances: a request on a
+project with that limit takes a slot from the control plane when it is admitted and gives it
+back once when it ends (a stream when it ends), a round trip each way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import time
 from collections.abc import Callable
@@ -26,6 +32,8 @@ DEFAULT_COMPLETION_RESERVE = 256
 # An allowance is this share of the limit (or what is left, if less).
 ALLOWANCE_SHARE = 0.1
 LIMITS_CACHE_SECONDS = 2.0
+# When every slot is held, a client may retry this soon: requests end at any moment.
+CONCURRENCY_RETRY_AFTER_SECONDS = 1
 
 
 class QuotaAPI(Protocol):
@@ -33,6 +41,12 @@ class QuotaAPI(Protocol):
 
     async def quota_grant(self, project_id: str, need: tuple[int, int],
                           want: tuple[int, int]) -> Grant: ...
+
+    async def max_concurrent(self, project_id: str) -> int: ...
+
+    async def concurrency_acquire(self, project_id: str, limit: int) -> str | None: ...
+
+    async def concurrency_release(self, lease: str) -> None: ...
 
 
 @dataclass
@@ -54,6 +68,7 @@ class Admission:
     reserved_tokens: int
     headers: dict[str, str]
     settled: bool = False
+    lease: str | None = None  # the request's slot, on a project with max_concurrent
 
 
 def estimate_tokens(text_chars: int) -> int:
@@ -68,6 +83,8 @@ class QuotaGate:
         self.control_plane = control_plane
         self._limits: dict[str, tuple[float, tuple[int, int]]] = {}
         self._allowances: dict[str, Allowance] = {}
+        self._max_concurrent: dict[str, tuple[float, int]] = {}
+        self._releases: set[asyncio.Task[None]] = set()
 
     async def limits(self, project: str) -> tuple[int, int]:
         now = time.monotonic()
@@ -78,11 +95,40 @@ class QuotaGate:
         self._limits[project] = (now, (rpm, tpm))
         return rpm, tpm
 
+    async def concurrency_limit(self, project: str) -> int:
+        now = time.monotonic()
+        cached = self._max_concurrent.get(project)
+        if cached is not None and now - cached[0] < LIMITS_CACHE_SECONDS:
+            return cached[1]
+        limit = await self.control_plane.max_concurrent(project)
+        self._max_concurrent[project] = (now, limit)
+        return limit
+
     async def admit(self, project: str, tokens: int | Callable[[], int]) -> Admission | None:
-        """Reserve one request and ``tokens``; None when the project has no limits.
-        ``tokens`` may be a function that estimates them: it is called only when the
-        project has a tokens-per-minute limit. Raises the contract's 429 when the minute's
-        quota is spent."""
+        """Take a slot, reserve one request and ``tokens``; None when the project has no
+        limits. ``tokens`` may be a function that estimates them: it is called only when the
+        project has a tokens-per-minute limit. Raises the contract's 429 when the project's
+        slots are all held or the minute's quota is spent."""
+        limit = await self.concurrency_limit(project)
+        lease = None
+        if limit:
+            lease = await self.control_plane.concurrency_acquire(project, limit)
+            if lease is None:
+                raise _too_many_in_flight(limit)
+        try:
+            admission = await self._admit(project, tokens)
+        except BaseException:
+            if lease is not None:
+                self._release(lease)
+            raise
+        if lease is None:
+            return admission
+        if admission is None:
+            return Admission(project, -1, 0, {}, lease=lease)
+        admission.lease = lease
+        return admission
+
+    async def _admit(self, project: str, tokens: int | Callable[[], int]) -> Admission | None:
         rpm, tpm = await self.limits(project)
         if not rpm and not tpm:
             return None
@@ -115,15 +161,40 @@ class QuotaGate:
         return Admission(project, window, tokens, headers)
 
     def settle(self, admission: Admission | None, actual_tokens: int) -> None:
-        """Correct the reservation to what the response actually used (once)."""
+        """Correct the reservation to what the response actually used and give back the
+        request's slot (once)."""
         if admission is None or admission.settled:
             return
         admission.settled = True
+        if admission.lease is not None:
+            self._release(admission.lease)
         allowance = self._allowances.get(admission.project)
         if allowance is not None and allowance.window == admission.window and (
                 self._limits.get(admission.project, (0, (0, 0)))[1][1]):
             # A refund if fewer were used; a debt, paid by the next admissions, if more.
             allowance.tokens += admission.reserved_tokens - actual_tokens
+
+
+    def _release(self, lease: str) -> None:
+        """Give a slot back, off the caller's path (a stream's end is not awaited). The call
+        runs in a context of its own, not the request's: Serve cancels the calls a request
+        made when the request is cancelled (a client that leaves right after the last event),
+        and the slot must come back all the same."""
+        release = asyncio.get_running_loop().create_task(
+            self.control_plane.concurrency_release(lease), context=contextvars.Context())
+        self._releases.add(release)
+        release.add_done_callback(self._releases.discard)
+
+
+def _too_many_in_flight(limit: int) -> APIError:
+    return APIError(
+        429,
+        f"This project's quota of {limit} requests in flight at once is reached; retry when "
+        "one of them has ended.",
+        code="rate_limit_concurrent",
+        headers={"Retry-After": str(CONCURRENCY_RETRY_AFTER_SECONDS),
+                 "x-ratelimit-limit-concurrent": str(limit)},
+    )
 
 
 def _headers(rpm: int, tpm: int, left_requests: int, left_tokens: int) -> dict[str, str]:

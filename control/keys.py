@@ -32,6 +32,11 @@ class KeyRecord:
     created_at: int
     revoked: bool
     grants: tuple[Grant, ...] = field(default_factory=tuple)
+    expires_at: int | None = None  # unix seconds; None: never
+    last_used_at: int | None = None  # to the minute (docs/api.md, "Keys")
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
     def public(self) -> dict[str, Any]:
         sets = sorted({g.permission_set for g in self.grants})
@@ -44,4 +49,6 @@ class KeyRecord:
             "organization": any(g.project_id is None for g in self.grants),
             "created_at": self.created_at,
             "revoked": self.revoked,
+            "expires_at": self.expires_at,
+            "last_used_at": self.last_used_at,
         }

@@ -1,5 +1,5 @@
 """The control plane's count of per-project quotas: requests and tokens handed out per
-project and calendar minute, across every ingress replica.
+project and calendar minute, and requests in flight, across every ingress replica.
 
 Ingress replicas take allowances from this book and spend them locally (app/quota_gate.py),
 so a request on a limited project usually pays no round trip here. Counts live in memory: a
@@ -9,6 +9,7 @@ restarted control plane starts the minute afresh.
 from __future__ import annotations
 
 import math
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -56,3 +57,40 @@ class QuotaBook:
         given[0] += r
         given[1] += t
         return Grant(window, r, t, left_r - r, left_t - t)
+
+
+# A request holds its slot no longer than this, even if the replica that took it never gives
+# it back (a replica that died): longer than any request's deadline.
+LEASE_SECONDS = 900.0
+
+
+class ConcurrencyBook:
+    """Requests in flight per project: a slot is a lease, taken when a request is admitted and
+    given back once when it ends; a lease not given back expires."""
+
+    def __init__(self, lease_seconds: float = LEASE_SECONDS) -> None:
+        self.lease_seconds = lease_seconds
+        self._leases: dict[str, dict[str, float]] = {}  # project -> lease -> expiry
+        self._project_of: dict[str, str] = {}
+
+    def acquire(self, project: str, limit: int, now: float | None = None) -> str | None:
+        """A lease on one of ``project``'s ``limit`` slots, or None when all are held."""
+        t = time.monotonic() if now is None else now
+        held = self._leases.setdefault(project, {})
+        for lease in [lease for lease, expiry in held.items() if expiry <= t]:
+            del held[lease]
+            self._project_of.pop(lease, None)
+        if len(held) >= limit:
+            return None
+        lease = secrets.token_hex(8)
+        held[lease] = t + self.lease_seconds
+        self._project_of[lease] = project
+        return lease
+
+    def release(self, lease: str) -> None:
+        project = self._project_of.pop(lease, None)
+        if project is not None:
+            self._leases.get(project, {}).pop(lease, None)
+
+    def in_flight(self, project: str) -> int:
+        return len(self._leases.get(project, {}))

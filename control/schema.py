@@ -1,4 +1,6 @@
-"""The store's SQLite schema, and the migrations of stores made by earlier versions."""
+"""The store's SQLite schema, and the migrations of stores made by earlier versions.
+
+SQLite is the one database the store speaks (``control/store.py``)."""
 
 from __future__ import annotations
 
@@ -12,14 +14,17 @@ CREATE TABLE IF NOT EXISTS projects (
     is_default INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,
     rpm INTEGER NOT NULL DEFAULT 0,  -- requests per minute; 0 = unlimited
-    tpm INTEGER NOT NULL DEFAULT 0   -- tokens per minute; 0 = unlimited
+    tpm INTEGER NOT NULL DEFAULT 0,  -- tokens per minute; 0 = unlimited
+    max_concurrent INTEGER NOT NULL DEFAULT 0  -- requests in flight; 0 = unlimited
 );
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
     name TEXT,
     secret_hash TEXT NOT NULL UNIQUE,
     created_at INTEGER NOT NULL,
-    revoked_at INTEGER
+    revoked_at INTEGER,
+    expires_at INTEGER,   -- NULL: never
+    last_used_at INTEGER  -- NULL: never used; written at most once a minute per replica
 );
 CREATE TABLE IF NOT EXISTS key_grants (
     key_id TEXT NOT NULL REFERENCES api_keys(id),
@@ -27,6 +32,19 @@ CREATE TABLE IF NOT EXISTS key_grants (
     project_id TEXT  -- NULL: the whole organisation
 );
 CREATE INDEX IF NOT EXISTS key_grants_by_key ON key_grants (key_id);
+-- Every change to projects and keys: who (a key id, or 'local' for the CLI on the store),
+-- what, on which target, when, from where. Never a secret or a hash. ``projects`` lists the
+-- projects the change concerns, comma-separated with a comma at each end (",a,b,"), so an
+-- entry is found by project with one LIKE; empty for a change to the whole organisation.
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time INTEGER NOT NULL,
+    actor_key_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    client_address TEXT,
+    projects TEXT NOT NULL DEFAULT ''
+);
 """
 # The ledger: one row per project, key, model, day and user ('' when requests named none).
 _USAGE_TABLE = """
@@ -73,10 +91,22 @@ def prepare(path: Path) -> None:
     try:
         schema.execute("PRAGMA journal_mode=WAL")
         schema.executescript(_SCHEMA)  # commits by itself: outside any other transaction
-        columns = {row[1] for row in schema.execute("PRAGMA table_info(projects)")}
-        for column in ("rpm", "tpm"):  # stores made before quotas existed
-            if column not in columns:
-                schema.execute(
-                    f"ALTER TABLE projects ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+        _add_columns(schema, "projects", {  # stores made before these quotas existed
+            "rpm": "INTEGER NOT NULL DEFAULT 0",
+            "tpm": "INTEGER NOT NULL DEFAULT 0",
+            "max_concurrent": "INTEGER NOT NULL DEFAULT 0",
+        })
+        _add_columns(schema, "api_keys", {  # stores made before keys could expire
+            "expires_at": "INTEGER",
+            "last_used_at": "INTEGER",
+        })
     finally:
         schema.close()
+
+
+def _add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Add each of ``columns`` (name: declaration) that ``table`` lacks; a no-op once done."""
+    have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    for name, declaration in columns.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")

@@ -1,4 +1,4 @@
-"""The control plane's state: projects, API keys and the usage ledger, in SQLite.
+"""The control plane's state: projects, API keys, the usage ledger and the audit log, in SQLite.
 
 One file in ``INFERENCE_STATE_DIR`` (default ``.inference/`` where the service is started).
 The control-plane deployment owns it while the service runs; the admin CLI opens the same
@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
 from pathlib import Path
@@ -33,7 +34,28 @@ DEFAULT_PROJECT_NAME = "default"
 
 
 class StoreError(ValueError):
-    """A request the store refuses (unknown project, bad permission set, ...)."""
+    """A request the store refuses (unknown project, bad permission set, ...), with the HTTP
+    status the admin API answers it with and the field at fault, if one is."""
+
+    def __init__(self, message: str, status: int = 400, param: str | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.param = param
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change, for the audit log: a key id, or "local" for the CLI on the store
+    itself, and the client's address when the change came over HTTP."""
+
+    key_id: str = "local"
+    address: str | None = None
+
+
+LOCAL = Actor()
+QUOTAS = ("rpm", "tpm", "max_concurrent")
 
 
 def state_dir() -> Path:
@@ -82,16 +104,20 @@ class Store:
 
     # --- projects ------------------------------------------------------------------------
 
-    def create_project(self, name: str) -> dict[str, Any]:
-        if not name.strip():
-            raise StoreError("a project needs a non-empty name")
-        project = {"id": str(uuid.uuid4()), "name": name, "default": False, "rpm": 0, "tpm": 0}
+    def create_project(self, name: str, rpm: int = 0, tpm: int = 0, max_concurrent: int = 0,
+                       *, actor: Actor = LOCAL) -> dict[str, Any]:
+        _check_name(name)
+        _check_quotas({"rpm": rpm, "tpm": tpm, "max_concurrent": max_concurrent})
+        project_id = str(uuid.uuid4())
         with self._db() as db:
             db.execute(
-                "INSERT INTO projects (id, name, is_default, created_at) VALUES (?, ?, 0, ?)",
-                (project["id"], name, int(time.time())),
+                "INSERT INTO projects (id, name, is_default, created_at, rpm, tpm, "
+                "max_concurrent) VALUES (?, ?, 0, ?, ?, ?, ?)",
+                (project_id, name, int(time.time()), rpm, tpm, max_concurrent),
             )
-        return project
+            _audit(db, actor, "project.create", project_id, [project_id])
+        return {"id": project_id, "name": name, "default": False, "rpm": rpm, "tpm": tpm,
+                "max_concurrent": max_concurrent}
 
     def list_projects(self) -> list[dict[str, Any]]:
         with self._db(write=False) as db:
@@ -101,20 +127,59 @@ class Store:
         return [_project(r) for r in rows]
 
     def update_project(self, project_id: str, rpm: int | None = None,
-                       tpm: int | None = None) -> dict[str, Any]:
-        """Set a project's quotas; None leaves one as it is, 0 makes it unlimited."""
-        for name, value in (("rpm", rpm), ("tpm", tpm)):
-            if value is not None and value < 0:
-                raise StoreError(f"--{name} must be 0 (unlimited) or more")
+                       tpm: int | None = None, max_concurrent: int | None = None,
+                       name: str | None = None, *, actor: Actor = LOCAL) -> dict[str, Any]:
+        """Set a project's name or quotas; None leaves one as it is, 0 makes a quota
+        unlimited."""
+        if name is not None:
+            _check_name(name)
+        _check_quotas({"rpm": rpm, "tpm": tpm, "max_concurrent": max_concurrent})
         with self._db() as db:
             changed = db.execute(
-                "UPDATE projects SET rpm = COALESCE(?, rpm), tpm = COALESCE(?, tpm) "
-                "WHERE id = ?", (rpm, tpm, project_id)).rowcount
-        if not changed:
-            raise StoreError(f"unknown project {project_id!r}")
-        project = self.project(project_id)
-        assert project is not None
-        return project
+                "UPDATE projects SET rpm = COALESCE(?, rpm), tpm = COALESCE(?, tpm), "
+                "max_concurrent = COALESCE(?, max_concurrent), name = COALESCE(?, name) "
+                "WHERE id = ?", (rpm, tpm, max_concurrent, name, project_id)).rowcount
+            if not changed:
+                raise StoreError(f"unknown project {project_id!r}", 404, code="project_not_found")
+            fields = [f for f, v in (("name", name), ("rpm", rpm), ("tpm", tpm),
+                                     ("max_concurrent", max_concurrent)) if v is not None]
+            _audit(db, actor, "project.update", project_id, [project_id], fields)
+            row = db.execute(f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = ?",
+                             (project_id,)).fetchone()
+        return _project(row)
+
+    def delete_project(self, project_id: str, *, actor: Actor = LOCAL) -> dict[str, Any]:
+        """Delete a project: its grants go with it, and a key left with no grant is revoked.
+        Its metered usage stays in the ledger. The default project is never deleted
+        (``/v1/...`` must always have somewhere to go)."""
+        with self._db() as db:
+            row = db.execute(f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = ?",
+                             (project_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"unknown project {project_id!r}", 404, code="project_not_found")
+            if row[2]:
+                raise StoreError("the default project cannot be deleted: requests to /v1/... "
+                                 "go to it", 409, code="default_project")
+            keys = [r[0] for r in db.execute(
+                "SELECT DISTINCT key_id FROM key_grants WHERE project_id = ?", (project_id,))]
+            db.execute("DELETE FROM key_grants WHERE project_id = ?", (project_id,))
+            now = int(time.time())
+            for key_id in keys:
+                if db.execute("SELECT 1 FROM key_grants WHERE key_id = ?",
+                              (key_id,)).fetchone() is None and db.execute(
+                        "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                        (now, key_id)).rowcount:
+                    _audit(db, actor, "key.revoke", key_id, [project_id])
+            db.execute("DELETE FROM projects WHERE id = ?", (project_id,))
+            _audit(db, actor, "project.delete", project_id, [project_id])
+        return {**_project(row), "deleted": True}
+
+    def max_concurrent(self, project_id: str) -> int:
+        """A project's limit of requests in flight; 0, unlimited, for an unknown project."""
+        with self._db(write=False) as db:
+            row = db.execute("SELECT max_concurrent FROM projects WHERE id = ?",
+                             (project_id,)).fetchone()
+        return 0 if row is None else int(row[0])
 
     def project_limits(self, project_id: str) -> tuple[int, int]:
         """A project's (rpm, tpm); (0, 0), unlimited, for an unknown project."""
@@ -141,8 +206,14 @@ class Store:
         permission_sets: list[str],
         projects: list[str] | None,
         name: str | None = None,
+        expires_at: int | None = None,
+        *,
+        actor: Actor = LOCAL,
     ) -> dict[str, Any]:
-        """``projects`` None grants the sets over the whole organisation."""
+        """``projects`` None grants the sets over the whole organisation; ``expires_at``
+        (unix seconds, in the future) ends the key then."""
+        if expires_at is not None and expires_at <= time.time():
+            raise StoreError("expires_at must be in the future", param="expires_at")
         if not permission_sets:
             raise StoreError("a key needs at least one permission set")
         unknown = [s for s in permission_sets if s not in PERMISSION_SETS]
@@ -161,22 +232,26 @@ class Store:
                     named)}
                 missing = [p for p in named if p not in known]
                 if missing:
-                    raise StoreError(f"unknown project(s) {missing}")
+                    raise StoreError(f"unknown project(s) {missing}", param="projects")
             db.execute(
-                "INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES (?, ?, ?, ?)",
-                (key_id, name, hash_secret(secret), int(time.time())),
+                "INSERT INTO api_keys (id, name, secret_hash, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (key_id, name, hash_secret(secret), int(time.time()), expires_at),
             )
             db.executemany(
                 "INSERT INTO key_grants (key_id, permission_set, project_id) VALUES (?, ?, ?)",
                 [(key_id, s, p) for s in dict.fromkeys(permission_sets) for p in scopes],
             )
+            _audit(db, actor, "key.create", key_id, [p for p in scopes if p])
             record = _key(db, key_id)
         assert record is not None
         return {**record.public(), "secret_key": secret}
 
     def key_by_hash(self, digest: str) -> KeyRecord | None:
-        """The live key whose secret hashes to ``digest`` (see :func:`hash_secret`), or None;
-        the stored hash is compared in constant time. Callers send the hash, never the secret.
+        """The unrevoked key whose secret hashes to ``digest`` (see :func:`hash_secret`), or
+        None; the stored hash is compared in constant time. Callers send the hash, never the
+        secret. An expired key is returned as it is: the caller refuses it, saying why
+        (``KeyRecord.expired``).
         """
         with self._db(write=False) as db:
             row = db.execute(
@@ -191,7 +266,8 @@ class Store:
         """Every key (or those that reach ``project_id``, organisation-wide ones included),
         oldest first, with their grants: one query."""
         query = ("SELECT k.id, k.name, k.created_at, k.revoked_at, g.permission_set, "
-                 "g.project_id FROM api_keys k LEFT JOIN key_grants g ON g.key_id = k.id")
+                 "g.project_id, k.expires_at, k.last_used_at "
+                 "FROM api_keys k LEFT JOIN key_grants g ON g.key_id = k.id")
         params: tuple[str, ...] = ()
         if project_id is not None:
             query += (" WHERE EXISTS (SELECT 1 FROM key_grants s WHERE s.key_id = k.id "
@@ -206,19 +282,58 @@ class Store:
             first = grants[0]
             records.append(KeyRecord(
                 first[0], first[1], first[2], first[3] is not None,
-                tuple(Grant(g[4], g[5]) for g in grants if g[4] is not None)))
+                tuple(Grant(g[4], g[5]) for g in grants if g[4] is not None),
+                first[6], first[7]))
         return [r.public() for r in records]
 
-    def revoke_key(self, key_id: str) -> dict[str, Any]:
+    def revoke_key(self, key_id: str, *, actor: Actor = LOCAL) -> dict[str, Any]:
         with self._db() as db:
             changed = db.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (int(time.time()), key_id),
             ).rowcount
             record = _key(db, key_id)
-        if record is None:
-            raise StoreError(f"unknown key {key_id!r}")
+            if record is None:
+                raise StoreError(f"unknown key {key_id!r}", 404, code="key_not_found")
+            if changed:
+                _audit(db, actor, "key.revoke", key_id,
+                       [g.project_id for g in record.grants if g.project_id])
         return {**record.public(), "revoked_now": bool(changed)}
+
+    def key(self, key_id: str) -> KeyRecord | None:
+        """A key by its id (revoked or not), with its grants."""
+        with self._db(write=False) as db:
+            return _key(db, key_id)
+
+    def touch_key(self, key_id: str, now: int | None = None) -> None:
+        """Note that a key was used (callers do so at most once a minute per key)."""
+        with self._db() as db:
+            db.execute("UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) "
+                       "WHERE id = ?", (int(time.time()) if now is None else now, key_id))
+
+    # --- audit ---------------------------------------------------------------------------
+
+    def audit(self, projects: list[str] | None = None, limit: int = 20,
+              after: int | None = None) -> tuple[list[dict[str, Any]], bool]:
+        """Audit entries, newest first, and whether there are more: every entry, or those
+        that concern one of ``projects``; ``after`` an entry id, the entries older than it."""
+        query = ("SELECT id, time, actor_key_id, action, target, client_address FROM audit "
+                 "WHERE 1 = 1")
+        params: list[Any] = []
+        if projects is not None:
+            if not projects:
+                return [], False
+            query += " AND (" + " OR ".join("projects LIKE ?" for _ in projects) + ")"
+            params += [f"%,{p},%" for p in projects]
+        if after is not None:
+            query += " AND id < ?"
+            params.append(after)
+        query += " ORDER BY id DESC LIMIT ?"
+        params.append(limit + 1)
+        with self._db(write=False) as db:
+            rows = db.execute(query, params).fetchall()
+        names = ("id", "time", "actor_key_id", "action", "target", "client_address")
+        return [dict(zip(names, r, strict=True)) for r in rows[:limit]], len(rows) > limit
 
     def has_keys(self) -> bool:
         with self._db(write=False) as db:
@@ -267,17 +382,44 @@ class Store:
         return [dict(zip(names, r, strict=True)) for r in rows]
 
 
-_PROJECT_COLUMNS = "id, name, is_default, rpm, tpm"
+_PROJECT_COLUMNS = "id, name, is_default, rpm, tpm, max_concurrent"
 
 
 def _project(row: tuple[Any, ...]) -> dict[str, Any]:
-    return {"id": row[0], "name": row[1], "default": bool(row[2]), "rpm": row[3], "tpm": row[4]}
+    return {"id": row[0], "name": row[1], "default": bool(row[2]), "rpm": row[3], "tpm": row[4],
+            "max_concurrent": row[5]}
+
+
+def _check_name(name: str) -> None:
+    if not name.strip():
+        raise StoreError("a project needs a non-empty name", param="name")
+
+
+def _check_quotas(quotas: dict[str, int | None]) -> None:
+    for name, value in quotas.items():
+        if value is not None and value < 0:
+            raise StoreError(f"{name} must be 0 (unlimited) or more", param=name)
+
+
+def _audit(db: sqlite3.Connection, actor: Actor, action: str, target: str,
+           projects: list[str], fields: list[str] | None = None) -> None:
+    """One audit entry, in the transaction of the change it records. ``fields`` names what an
+    update set (never its values' secrets: there are none in a project)."""
+    if fields:
+        action += ":" + ",".join(fields)
+    db.execute(
+        "INSERT INTO audit (time, actor_key_id, action, target, client_address, projects) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (int(time.time()), actor.key_id, action, target, actor.address,
+         "," + ",".join(dict.fromkeys(projects)) + "," if projects else ""),
+    )
 
 
 def _key(db: sqlite3.Connection, key_id: str) -> KeyRecord | None:
     """A key and its grants, read in the caller's transaction."""
     row = db.execute(
-        "SELECT id, name, created_at, revoked_at FROM api_keys WHERE id = ?", (key_id,)
+        "SELECT id, name, created_at, revoked_at, expires_at, last_used_at FROM api_keys "
+        "WHERE id = ?", (key_id,)
     ).fetchone()
     if row is None:
         return None
@@ -286,7 +428,7 @@ def _key(db: sqlite3.Connection, key_id: str) -> KeyRecord | None:
         (key_id,),
     ).fetchall()
     return KeyRecord(row[0], row[1], row[2], row[3] is not None,
-                     tuple(Grant(g[0], g[1]) for g in grants))
+                     tuple(Grant(g[0], g[1]) for g in grants), row[4], row[5])
 
 
 def today() -> str:

@@ -6,7 +6,18 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from app.routes import audio, chat, completions, embeddings, models, rerank, usage
+from app.routes import (
+    audio,
+    audit,
+    chat,
+    completions,
+    embeddings,
+    keys,
+    models,
+    projects,
+    rerank,
+    usage,
+)
 
 V1_ROUTES: list[BaseRoute] = [
     *models.ROUTES,
@@ -16,4 +27,7 @@ V1_ROUTES: list[BaseRoute] = [
     *usage.ROUTES,
     *audio.ROUTES,
     *rerank.ROUTES,  # /v2/rerank (Cohere's v2 shape) among them, project prefix too
+    *projects.ROUTES,
+    *keys.ROUTES,
+    *audit.ROUTES,
 ]

@@ -153,3 +153,58 @@ async def test_gate_calls_the_estimate_only_for_a_tokens_limit(tmp_path: Path) -
     assert admitted is not None and admitted.reserved_tokens == 0
     admitted = await gate.admit(tpm, lambda: 40)
     assert admitted is not None and admitted.reserved_tokens == 40
+
+
+async def test_requests_in_flight_are_shared_by_replicas_and_given_back_once(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    project = store.create_project("p")["id"]
+    store.update_project(project, max_concurrent=2)
+    control_plane = AsyncStore(store)
+    gates = [QuotaGate(control_plane) for _ in range(2)]  # two ingress replicas
+    first, second = await gates[0].admit(project, 1), await gates[1].admit(project, 1)
+    with pytest.raises(APIError) as refused:
+        await gates[0].admit(project, 1)
+    assert refused.value.status == 429 and refused.value.code == "rate_limit_concurrent"
+    assert refused.value.headers["Retry-After"] == "1"
+    gates[1].settle(second, 0)
+    gates[1].settle(second, 0)  # a second settle gives nothing back twice
+    await asyncio.sleep(0.05)  # the slot is given back off the request's path
+    assert control_plane.concurrency.in_flight(project) == 1
+    third = await gates[0].admit(project, 1)
+    with pytest.raises(APIError):
+        await gates[1].admit(project, 1)
+    gates[0].settle(first, 0)
+    gates[0].settle(third, 0)
+    await asyncio.sleep(0.05)
+    assert control_plane.concurrency.in_flight(project) == 0
+
+
+async def test_a_request_refused_per_minute_gives_its_slot_back(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    project = store.create_project("p")["id"]
+    store.update_project(project, rpm=1, max_concurrent=5)
+    control_plane = AsyncStore(store)
+    gate = QuotaGate(control_plane)
+    admitted = await gate.admit(project, 1)
+    with pytest.raises(APIError) as refused:
+        await gate.admit(project, 1)
+    assert refused.value.code == "rate_limit_requests"
+    gate.settle(admitted, 0)
+    await asyncio.sleep(0.05)
+    assert control_plane.concurrency.in_flight(project) == 0
+
+
+def test_every_kind_of_request_gives_its_slot_back(limited: tuple[TestClient, Store, str]
+                                                   ) -> None:
+    """With one slot, requests one after another all pass: whole replies and streams each
+    give their slot back when they end."""
+    client, store, project = limited
+    store.update_project(project, max_concurrent=1)
+    chat = {"model": CHAT, "messages": [{"role": "user", "content": "hi"}]}
+    for _ in range(3):
+        assert client.post("/v1/chat/completions", json=chat).status_code == 200
+        streamed = client.post("/v1/chat/completions", json={**chat, "stream": True})
+        assert streamed.status_code == 200 and "[DONE]" in streamed.text
+        assert client.post("/v1/embeddings", json={"model": EMBED, "input": "hi"}
+                           ).status_code == 200

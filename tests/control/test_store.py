@@ -75,7 +75,7 @@ def test_project_lookups_go_by_id(tmp_path: Path, statements: list[str]) -> None
     store.update_project(project, rpm=3, tpm=40)
     statements.clear()
     assert store.project(project) == {"id": project, "name": "team", "default": False,
-                                      "rpm": 3, "tpm": 40}
+                                      "rpm": 3, "tpm": 40, "max_concurrent": 0}
     assert store.project_limits(project) == (3, 40)
     assert store.project("nope") is None and store.project_limits("nope") == (0, 0)
     selects = [s for s in statements if s.startswith("SELECT")]
