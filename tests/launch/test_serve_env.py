@@ -9,8 +9,10 @@ import pytest
 from launch.serve_env import serve_env
 
 
-def test_the_shipped_file_reads_and_sets_only_serve_settings() -> None:
-    assert all(name.startswith("RAY_SERVE_") for name in serve_env())
+def test_the_shipped_file_reads_and_sets_only_serve_and_edge_settings() -> None:
+    assert all(name.startswith(("RAY_SERVE_", "INFERENCE_")) for name in serve_env())
+    assert serve_env()["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] == \
+        "launch.http_edge.proxy_middlewares"
 
 
 def test_settings_and_comments_are_read(tmp_path: Path) -> None:
