@@ -108,3 +108,14 @@ def write_report(results: dict[str, Any], out: Path) -> None:
               f"req/s, p50 {i['bare_p50_ms']:.1f} ms."), ""]
     lines += [f"![{p}]({p})" for p in plots]
     (out / "REPORT.md").write_text("\n".join(lines) + "\n")
+
+
+def replace_section(out: Path, title: str, section: str) -> None:
+    """Puts ``section`` (which starts with the heading ``title``) into out/REPORT.md in place
+    of the section of that title, or appends it: bench/run.py writes the rest of the report,
+    the other benchmarks one section each."""
+    report = out / "REPORT.md"
+    text = report.read_text() if report.exists() else "# Benchmarks\n"
+    head, found, tail = text.partition(title)
+    rest = tail[tail.find("\n## "):] if found and "\n## " in tail else ""
+    report.write_text(head.rstrip("\n") + "\n\n" + section + rest.lstrip("\n"))

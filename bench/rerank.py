@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from bench.report import replace_section
 from bench.run import ROOT, Stack, machine, process, wait_until
 from deployments.builtin_models import resolve
 from deployments.config import AppConfig, ModelSpec, app_args_from_serve_config
@@ -159,11 +160,7 @@ def report_section(results: dict[str, Any]) -> str:
 
 def write_report(results: dict[str, Any], out: Path) -> None:
     """Replaces the section in REPORT.md (bench/run.py writes the rest), or appends it."""
-    report = out / "REPORT.md"
-    text = report.read_text() if report.exists() else "# Benchmarks\n"
-    head, found, tail = text.partition(SECTION)
-    rest = tail[tail.find("\n## "):] if found and "\n## " in tail else ""
-    report.write_text(head.rstrip("\n") + "\n\n" + report_section(results) + rest.lstrip("\n"))
+    replace_section(out, SECTION, report_section(results))
 
 
 def main(argv: list[str] | None = None) -> int:
