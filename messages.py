@@ -265,10 +265,16 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str
     task: Task  # extension
-    context_length: int  # extension
+    # extension; None only for an end-of-life model, which runs no more
+    context_length: int | None = None
     dimensions: int | None = None  # extension: embeddings only
     routes: list[str] = []  # extension: filled in from the task when not given
-    status: Literal["preview", "active", "deprecated", "eol"] = "active"  # extension
+    # extension: the lifecycle (app/model_catalog.py), dates as ISO 8601 days
+    status: Literal["preview", "active", "deprecated", "eol"] = "active"
+    deprecated_at: str | None = None
+    eol_at: str | None = None
+    replacement: str | None = None
+    aliases: list[str] | None = None
 
     @model_validator(mode="after")
     def _routes_of_task(self) -> ModelCard:
