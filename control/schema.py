@@ -45,6 +45,20 @@ CREATE TABLE IF NOT EXISTS audit (
     client_address TEXT,
     projects TEXT NOT NULL DEFAULT ''
 );
+-- Stored responses of the Responses API, per project (docs/api.md, "Responses"): the
+-- response object and the input items it was made from, as JSON; the previous response's
+-- id chains a conversation. Rows past expires_at are never read and are deleted at the next
+-- write of a response.
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    previous_response_id TEXT,
+    response TEXT NOT NULL,
+    input_items TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_by_expiry ON responses (expires_at);
 """
 # The ledger: one row per project, key, model, day and user ('' when requests named none).
 _USAGE_TABLE = """

@@ -1,4 +1,5 @@
-"""The control plane's state: projects, API keys, the usage ledger and the audit log, in SQLite.
+"""The control plane's state: projects, API keys, the usage ledger, the audit log and the
+Responses API's stored responses, in SQLite.
 
 One file in ``INFERENCE_STATE_DIR`` (default ``.inference/`` where the service is started).
 The control-plane deployment owns it while the service runs; the admin CLI opens the same
@@ -92,6 +93,7 @@ class Store:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA secure_delete=ON")  # see _forget
             db.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
             try:
                 yield db
@@ -380,6 +382,75 @@ class Store:
         names = ("project_id", "key_id", "model", "day", "user", "requests", "prompt_tokens",
                  "completion_tokens", "audio_seconds")
         return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+    # --- stored responses (the Responses API) ------------------------------------------
+
+    def store_response(self, project_id: str, record: dict[str, Any],
+                       now: int | None = None) -> None:
+        """Keep a response (``record``: ``id``, ``created_at``, ``expires_at``,
+        ``previous_response_id``, ``response`` and ``input_items`` as JSON text), and delete
+        the responses whose time is up."""
+        now = int(time.time()) if now is None else now
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO responses (id, project_id, created_at, expires_at, "
+                "previous_response_id, response, input_items) VALUES (:id, :project_id, "
+                ":created_at, :expires_at, :previous_response_id, :response, :input_items)",
+                {**record, "project_id": project_id})
+            expired = db.execute("DELETE FROM responses WHERE expires_at <= ?", (now,)).rowcount
+        if expired:
+            self._forget()
+
+    def stored_response(self, project_id: str, response_id: str, now: int | None = None
+                        ) -> tuple[str, str] | None:
+        """A live response of the project: its response JSON and its input items JSON."""
+        now = int(time.time()) if now is None else now
+        with self._db(write=False) as db:
+            row = db.execute(
+                "SELECT response, input_items FROM responses WHERE id = ? AND project_id = ? "
+                "AND expires_at > ?", (response_id, project_id, now)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def conversation(self, project_id: str, response_id: str, now: int | None = None
+                     ) -> list[tuple[str, str]] | None:
+        """The conversation that ends with a live response of the project, oldest first:
+        each response's input items JSON and its response JSON, following
+        ``previous_response_id`` in one query. None when the response is not there; a
+        chain cut by a deleted or expired response ends where it is cut."""
+        now = int(time.time()) if now is None else now
+        with self._db(write=False) as db:
+            rows = db.execute(
+                """WITH RECURSIVE chain(id, previous, depth) AS (
+                     SELECT id, previous_response_id, 0 FROM responses
+                     WHERE id = :id AND project_id = :project AND expires_at > :now
+                     UNION ALL
+                     SELECT r.id, r.previous_response_id, chain.depth + 1
+                     FROM responses r JOIN chain ON r.id = chain.previous
+                     WHERE r.project_id = :project AND r.expires_at > :now)
+                   SELECT r.input_items, r.response FROM chain JOIN responses r
+                   ON r.id = chain.id ORDER BY chain.depth DESC""",
+                {"id": response_id, "project": project_id, "now": now}).fetchall()
+        return [(row[0], row[1]) for row in rows] or None
+
+    def delete_response(self, project_id: str, response_id: str) -> bool:
+        """Delete a response of the project; False when it has none of that id."""
+        with self._db() as db:
+            deleted = db.execute("DELETE FROM responses WHERE id = ? AND project_id = ?",
+                                 (response_id, project_id)).rowcount
+        if deleted:
+            self._forget()
+        return bool(deleted)
+
+    def _forget(self) -> None:
+        """Deleted responses leave no copy in the files: ``secure_delete`` (set on every
+        connection) zeroes the freed pages, and a checkpoint moves the zeroed pages into
+        the database and empties the write-ahead log, which still held the old ones."""
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
 
 
 _PROJECT_COLUMNS = "id, name, is_default, rpm, tpm, max_concurrent"
