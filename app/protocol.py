@@ -673,8 +673,7 @@ class ResponsesRequest(Strict):
             if len(key) > MAX_METADATA_KEY_CHARS:
                 raise ParamError("metadata", f"'metadata' keys are at most "
                                  f"{MAX_METADATA_KEY_CHARS} characters")
-        if self.tools is not None and not self.tools:
-            raise ParamError("tools", "'tools' must not be empty; omit it instead")
+        # ``tools: []`` is no tools (the Agents SDK sends it for an agent without any).
         names = {t.name for t in self.tools or []}
         if isinstance(self.tool_choice, NamedFunctionChoice) and (
                 self.tool_choice.name not in names):

@@ -199,33 +199,59 @@ def second_ingress_url(base_url: str) -> Iterator[str]:
         serve.delete("second-ingress")
 
 
+def conversation_start(client: openai.OpenAI) -> tuple[Any, Any]:
+    """A first stored turn, and what its continuation must be: the same conversation sent
+    whole, at temperature 0 (a check that holds whatever the small model makes of it)."""
+    first = client.responses.create(model=CHAT_MODEL, temperature=0, max_output_tokens=20,
+                                    input="My name is Ada. Say hello to me.")
+    whole = client.responses.create(
+        model=CHAT_MODEL, temperature=0, max_output_tokens=20, store=False,
+        input=[{"role": "user", "content": "My name is Ada. Say hello to me."},
+               {"role": "assistant", "content": first.output_text},
+               {"role": "user", "content": "What is my name?"}])
+    return first, whole
+
+
+def same_turn(got: Any, want: Any) -> None:
+    assert got.output_text == want.output_text
+    assert got.usage.input_tokens == want.usage.input_tokens  # the whole conversation
+
+
 def test_a_conversation_continues_across_ingress_replicas(
         client: openai.OpenAI, second_ingress_url: str, admin_key: str) -> None:
     second = make_client(second_ingress_url, admin_key)
-    first = client.responses.create(model=CHAT_MODEL, temperature=0, max_output_tokens=20,
-                                    input="My name is Ada. Say hello to me.")
-    turn = first
+    first, whole = conversation_start(client)
     for _ in range(3):  # whichever replica of the second ingress takes each turn
-        turn = second.responses.create(model=CHAT_MODEL, previous_response_id=turn.id,
-                                       temperature=0, max_output_tokens=20,
-                                       input="What is my name?")
-    assert "Ada" in turn.output_text
+        answer = second.responses.create(model=CHAT_MODEL, previous_response_id=first.id,
+                                         temperature=0, max_output_tokens=20,
+                                         input="What is my name?")
+        same_turn(answer, whole)
+    # A longer chain: each turn's prompt holds every earlier turn, input and output.
+    turn = answer
+    for _ in range(2):
+        later = second.responses.create(model=CHAT_MODEL, previous_response_id=turn.id,
+                                        temperature=0, max_output_tokens=10, input="Thanks.")
+        assert later.usage is not None and turn.usage is not None
+        assert later.usage.input_tokens > turn.usage.total_tokens
+        turn = later
     assert client.responses.retrieve(turn.id).previous_response_id is not None
-    for item_client in (client, second):
-        assert item_client.responses.retrieve(first.id).output_text == first.output_text
+    for either in (client, second):
+        assert either.responses.retrieve(first.id).output_text == first.output_text
 
 
 def test_a_conversation_survives_a_restart(client: openai.OpenAI, base_url: str) -> None:
     import ray
 
-    first = client.responses.create(model=CHAT_MODEL, temperature=0, max_output_tokens=20,
-                                    input="My name is Ada. Say hello to me.")
+    first, whole = conversation_start(client)
     # Every process that holds the service's state or its caches: the control plane (which
     # owns the store) and the ingress; Serve starts new ones. The engine keeps no state.
+    killed = 0
     for actor in ray.util.list_named_actors(all_namespaces=True):
         if any(part in actor["name"] for part in ("#ControlPlane#", "#Ingress#")) and (
                 actor["name"].startswith("SERVE_REPLICA::inference#")):
             ray.kill(ray.get_actor(actor["name"], namespace="serve"), no_restart=True)
+            killed += 1
+    assert killed == 2
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -237,5 +263,5 @@ def test_a_conversation_survives_a_restart(client: openai.OpenAI, base_url: str)
             if time.monotonic() > deadline:
                 raise
             time.sleep(1)
-    assert "Ada" in later.output_text
+    same_turn(later, whole)
     assert httpx.get(f"{base_url}/health").status_code == 200
