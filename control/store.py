@@ -79,6 +79,7 @@ class Store:
         with self._db() as db:
             schema.migrate_usage(db)
             schema.migrate_audio_seconds(db)
+            schema.migrate_route(db)
             if db.execute("SELECT 1 FROM projects WHERE is_default = 1").fetchone() is None:
                 db.execute(
                     "INSERT INTO projects (id, name, is_default, created_at) VALUES (?, ?, 1, ?)",
@@ -345,30 +346,31 @@ class Store:
 
     def add_usage(self, rows: list[dict[str, Any]]) -> None:
         """Add metered rows (``project_id, key_id, model, day, requests, prompt_tokens,
-        completion_tokens``, ``user``, None or absent when the requests had none, and
-        ``audio_seconds``, absent for none) to the ledger in one transaction."""
+        completion_tokens``, ``user``, None or absent when the requests had none,
+        ``audio_seconds``, absent for none, and ``route``, the route's path) to the ledger in
+        one transaction."""
         with self._db() as db:
             db.executemany(
                 """INSERT INTO usage (project_id, key_id, model, day, user, requests,
-                                      prompt_tokens, completion_tokens, audio_seconds)
+                                      prompt_tokens, completion_tokens, audio_seconds, route)
                    VALUES (:project_id, :key_id, :model, :day, :user, :requests,
-                           :prompt_tokens, :completion_tokens, :audio_seconds)
-                   ON CONFLICT (project_id, key_id, model, day, user) DO UPDATE SET
+                           :prompt_tokens, :completion_tokens, :audio_seconds, :route)
+                   ON CONFLICT (project_id, key_id, model, day, user, route) DO UPDATE SET
                      requests = requests + excluded.requests,
                      prompt_tokens = prompt_tokens + excluded.prompt_tokens,
                      completion_tokens = completion_tokens + excluded.completion_tokens,
                      audio_seconds = audio_seconds + excluded.audio_seconds""",
-                [{**row, "user": row.get("user") or "",
+                [{**row, "user": row.get("user") or "", "route": row.get("route") or "",
                   "audio_seconds": row.get("audio_seconds") or 0.0} for row in rows],
             )
 
     def usage(self, project_id: str | None = None, since: str | None = None
               ) -> list[dict[str, Any]]:
-        """Ledger rows, one per project, key, model, day and user (None: requests that
-        named no user), oldest day first."""
+        """Ledger rows, one per project, key, model, day, user (None: requests that named
+        no user) and route (None: metered before routes were), oldest day first."""
         query = ("SELECT project_id, key_id, model, day, NULLIF(user, ''), requests, "
-                 "prompt_tokens, completion_tokens, ROUND(audio_seconds, 3) FROM usage "
-                 "WHERE 1 = 1")
+                 "prompt_tokens, completion_tokens, ROUND(audio_seconds, 3), "
+                 "NULLIF(route, '') FROM usage WHERE 1 = 1")
         params: list[str] = []
         if project_id is not None:
             query += " AND project_id = ?"
@@ -376,11 +378,11 @@ class Store:
         if since is not None:
             query += " AND day >= ?"
             params.append(since)
-        query += " ORDER BY day, project_id, key_id, model, user"
+        query += " ORDER BY day, project_id, key_id, model, user, route"
         with self._db(write=False) as db:
             rows = db.execute(query, params).fetchall()
         names = ("project_id", "key_id", "model", "day", "user", "requests", "prompt_tokens",
-                 "completion_tokens", "audio_seconds")
+                 "completion_tokens", "audio_seconds", "route")
         return [dict(zip(names, r, strict=True)) for r in rows]
 
 

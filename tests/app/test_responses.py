@@ -295,6 +295,7 @@ def test_a_response_is_metered_on_the_ledger(client: TestClient, store: Store,
                 "model": CHAT, "input": "x", "stream": True}) as reply:
             "".join(reply.iter_text())
     [row] = store.usage(store.default_project_id())
+    assert row["route"] == "/v1/responses"
     assert row["requests"] == 2 and row["prompt_tokens"] == 2 * PROMPT_TOKENS
     assert row["completion_tokens"] == 2 * COMPLETION_TOKENS
 
