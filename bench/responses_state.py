@@ -92,7 +92,7 @@ def measure(smoke: bool, workdir: Path) -> dict[str, Any]:
                                timeout=120)
         args: dict[str, Any] = {"model": model, "max_output_tokens": 1, "temperature": 0}
         first = client.responses.create(input=FIRST, **args)
-        whole = [{"role": "user", "content": FIRST},
+        whole: Any = [{"role": "user", "content": FIRST},
                  {"role": "assistant", "content": first.output_text},
                  {"role": "user", "content": NEXT}]
         cases: dict[str, Callable[[], Any]] = {
