@@ -331,3 +331,18 @@ def test_the_retention_period_sets_expiry(models: ModelsDoubleForTests, store: S
     later = body["created_at"] + 3600
     assert store.stored_response(project, body["id"], now=later - 1) is not None
     assert store.stored_response(project, body["id"], now=later) is None
+
+
+def test_a_stream_that_fails_midway_ends_with_an_error_event_and_is_metered(
+        client: TestClient, store: Store, replying: ModelsDoubleForTests) -> None:
+    replying.stream_fails_after = 3
+    with client, client.stream("POST", "/v1/responses", json={  # the lifespan's end flushes
+            "model": CHAT, "input": "x", "stream": True}) as reply:
+        text = "".join(reply.iter_text())
+    assert '"type": "server_error"' in text and text.endswith("data: [DONE]\n\n")
+    assert "response.completed" not in text
+    [row] = store.usage(store.default_project_id())
+    assert row["requests"] == 1 and row["completion_tokens"] == 3  # the last chunk's count
+    ids = [json.loads(line.removeprefix("data: "))["response"]["id"]
+           for line in text.splitlines() if '"response.created"' in line]
+    assert client.get(f"/v1/responses/{ids[0]}").status_code == 404  # not stored
