@@ -65,7 +65,7 @@ async def test_a_streamed_agent_run_calls_its_tool() -> None:
 
 async def test_a_conversation_continues_by_previous_response_id() -> None:
     agent = Agent(name="friend", instructions="You are a friendly assistant.", model=model(),
-                  model_settings=ModelSettings(temperature=0, max_tokens=30))
+                  model_settings=ModelSettings(temperature=0, max_tokens=400))
     first = await Runner.run(agent, "My name is Ada. Say hello to me.")
     assert first.last_response_id is not None
     later = await Runner.run(agent, "What is my name?",
