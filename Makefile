@@ -18,7 +18,7 @@ export INFERENCE_STATE_DIR ?= $(CURDIR)/.inference
 
 # The frameworks whose own test suites run against the service, each in its own environment
 # (their pins conflict with the project's): tests/frameworks/<name>-requirements.txt.
-FRAMEWORKS := langchain llamaindex
+FRAMEWORKS := langchain llamaindex agents
 FRAMEWORK_STAMPS := $(FRAMEWORKS:%=.venvs/%/.installed)
 
 .PHONY: setup models serve test lint test-fast bench cluster-demo test-cluster clean-venv frameworks

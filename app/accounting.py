@@ -113,13 +113,21 @@ class Accounting:
         self._done_already = True
         if usage is not None:
             who = self._who
-            self._meter.record(who.project_id, who.key_id, self._model, usage, self._user)
+            self._meter.record(who.project_id, who.key_id, self._model, usage, self._user,
+                               _route(self._request))
             tags = {"model": self._model, "project": who.project_id}
             for counter, count in ((metrics.prompt_tokens, usage.prompt_tokens),
                                    (metrics.completion_tokens, usage.completion_tokens)):
                 if count:  # Ray's counters refuse 0
                     counter.inc(count, tags=tags)
         self._quotas.settle(self._admission, usage.total_tokens if usage else 0)
+
+
+def _route(request: Request) -> str:
+    """The path of the route the request matched (``/v1/responses``, not the request's
+    own path with its project and ids): a bounded ledger key."""
+    route = request.scope.get("route")
+    return str(getattr(route, "path", ""))
 
 
 def _token_clock(model: str, arrived: float) -> Callable[[], None]:

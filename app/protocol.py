@@ -12,7 +12,7 @@ import datetime
 import functools
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from app.errors import ParamError
 from messages import ModelCard, StreamUsage
@@ -480,7 +480,227 @@ def _check_texts(query: str, documents: list[str]) -> None:
             raise ParamError("documents", f"documents[{index}] must not be empty")
 
 
-# --- responses ---------------------------------------------------------------------------
+# --- the Responses API (docs/api.md, "Responses") -----------------------------------------
+
+MAX_METADATA_KEYS = 16  # OpenAI's bounds on ``metadata``
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 512
+
+
+class InputText(Strict):
+    type: Literal["input_text"]
+    text: str
+
+
+class OutputText(Strict):
+    """An assistant's text sent back as input (the SDKs replay earlier output items so)."""
+
+    type: Literal["output_text"]
+    text: str
+    annotations: Annotated[list[Any], Field(max_length=0)] = []
+    logprobs: list[Any] | None = None
+
+
+class Refusal(Strict):
+    type: Literal["refusal"]
+    refusal: str
+
+
+PART_TYPES = ("input_text", "output_text", "refusal")
+ITEM_TYPES = ("message", "function_call", "function_call_output")
+
+
+def _kind(value: Any, default: str | None = None) -> str | None:
+    return value.get("type", default) if isinstance(value, dict) else getattr(
+        value, "type", default)
+
+
+def _part_kind(value: Any) -> str | None:
+    return _kind(value)
+
+
+ContentPart = Annotated[
+    Annotated[InputText, Tag("input_text")] | Annotated[OutputText, Tag("output_text")]
+    | Annotated[Refusal, Tag("refusal")],
+    Discriminator(_part_kind),
+]
+
+
+class MessageItem(Strict):
+    """A message: ``type`` may be left out (OpenAI's "easy" input message)."""
+
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | Annotated[list[ContentPart], Field(min_length=1)]
+    id: str | None = None
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+class FunctionCallItem(Strict):
+    """A call the model made earlier, replayed as input."""
+
+    type: Literal["function_call"]
+    call_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    arguments: str
+    id: str | None = None
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+class FunctionCallOutputItem(Strict):
+    """What the caller's function returned for ``call_id``."""
+
+    type: Literal["function_call_output"]
+    call_id: str = Field(min_length=1)
+    output: str | Annotated[list[InputText], Field(min_length=1)]
+    id: str | None = None
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+def _item_kind(value: Any) -> str | None:
+    return _kind(value, "message")
+
+
+InputItem = Annotated[
+    Annotated[MessageItem, Tag("message")] | Annotated[FunctionCallItem, Tag("function_call")]
+    | Annotated[FunctionCallOutputItem, Tag("function_call_output")],
+    Discriminator(_item_kind),
+]
+
+
+class FunctionTool(Strict):
+    type: Literal["function"]
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+def _tool_kind(value: Any) -> str | None:
+    return _kind(value)
+
+
+ResponsesTool = Annotated[Annotated[FunctionTool, Tag("function")], Discriminator(_tool_kind)]
+
+
+class NamedFunctionChoice(Strict):
+    type: Literal["function"]
+    name: str
+
+
+class JSONSchemaTextFormat(Strict):
+    type: Literal["json_schema"]
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+    description: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+
+TextFormatConfig = Annotated[
+    TextFormat | JSONObjectFormat | JSONSchemaTextFormat, Field(discriminator="type")
+]
+
+
+class TextConfig(Strict):
+    format: TextFormatConfig = TextFormat(type="text")
+
+
+class ResponsesRequest(Strict):
+    """``POST /v1/responses``. Fields of OpenAI's that would change what is generated and
+    that this service does not do (``reasoning``, ``truncation`` ``auto``, ``include`` of
+    anything, built-in tools, ...) are a 400 naming them; their defaults are accepted."""
+
+    model: str = Field(min_length=1)
+    input: str | Annotated[list[InputItem], Field(min_length=1)]
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(None, ge=1)
+    # The defaults of chat (docs/api.md): temperature 0.7, top_p 1.
+    temperature: float = Field(0.7, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    tools: list[ResponsesTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedFunctionChoice | None = None
+    parallel_tool_calls: bool = True
+    text: TextConfig | None = None
+    metadata: dict[str, Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)]] | None = (
+        Field(None, max_length=MAX_METADATA_KEYS))
+    user: str | None = Field(None, max_length=MAX_USER_CHARS)
+    store: bool = True
+    previous_response_id: str | None = Field(None, min_length=1)
+    stream: bool = False
+    # Accepted with the values that mean the default only (the OpenAI Agents SDK always
+    # sends ``include``, an empty list when it wants nothing extra).
+    include: list[str] | None = None
+    truncation: Literal["disabled"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _supported_types(cls, data: Any) -> Any:
+        """A tool, input item or content part of a type this service does not take is a 400
+        that names it (pydantic's own message for an unknown union tag names no value)."""
+        if not isinstance(data, dict):
+            return data
+        tools = data.get("tools")
+        for i, tool in enumerate(tools if isinstance(tools, list) else []):
+            if isinstance(tool, dict) and tool.get("type") != "function":
+                raise ParamError(f"tools[{i}].type", f"tool type {tool.get('type')!r} is not "
+                                 "supported: this service runs 'function' tools only")
+        items = data.get("input")
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            if not isinstance(item, dict):
+                continue
+            if item.get("type", "message") not in ITEM_TYPES:
+                raise ParamError(f"input[{i}].type", f"input item type {item.get('type')!r} "
+                                 "is not supported: this service takes 'message', "
+                                 "'function_call' and 'function_call_output' items")
+            parts = item.get("content") if item.get("type", "message") == "message" else (
+                item.get("output"))
+            for j, part in enumerate(parts if isinstance(parts, list) else []):
+                if isinstance(part, dict) and part.get("type") not in PART_TYPES:
+                    field = "content" if item.get("type", "message") == "message" else "output"
+                    raise ParamError(f"input[{i}].{field}[{j}].type",
+                                     f"content type {part.get('type')!r} is not supported: "
+                                     "this service takes text ('input_text', 'output_text')")
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ResponsesRequest:
+        if isinstance(self.input, str) and not self.input:
+            raise ParamError("input", "'input' must not be an empty string")
+        if self.include:
+            raise ParamError("include", f"'include' {self.include!r} is not supported: this "
+                             "service adds nothing to the output; send [] or omit it")
+        for key in self.metadata or {}:
+            if len(key) > MAX_METADATA_KEY_CHARS:
+                raise ParamError("metadata", f"'metadata' keys are at most "
+                                 f"{MAX_METADATA_KEY_CHARS} characters")
+        # ``tools: []`` is no tools (the Agents SDK sends it for an agent without any).
+        names = {t.name for t in self.tools or []}
+        if isinstance(self.tool_choice, NamedFunctionChoice) and (
+                self.tool_choice.name not in names):
+            raise ParamError("tool_choice", f"'tool_choice' names function "
+                             f"{self.tool_choice.name!r}, which is not in 'tools'")
+        if self.tool_choice in ("auto", "required") and not self.tools:
+            raise ParamError("tool_choice", f"'tool_choice' {self.tool_choice!r} requires 'tools'")
+        return self
+
+    @property
+    def items(self) -> list[MessageItem | FunctionCallItem | FunctionCallOutputItem]:
+        """The input as items (a string is one user message)."""
+        if isinstance(self.input, str):
+            return [MessageItem(role="user", content=[InputText(type="input_text",
+                                                                 text=self.input)])]
+        return list(self.input)
+
+
+class ResponseItemsQuery(Strict):
+    """The query of ``GET /v1/responses/{id}/input_items``."""
+
+    limit: int = Field(20, ge=1, le=100)
+    order: Literal["asc", "desc"] = "desc"
+    after: str | None = None
+
+
+# --- models ------------------------------------------------------------------------------
 
 
 class ModelList(BaseModel):

@@ -14,7 +14,12 @@ from app.body import read_json, validated
 from app.errors import bad_request
 from app.model_catalog import ModelCatalog
 from app.model_handles import ModelBackend
-from app.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from app.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    ResponsesRequest,
+)
 from app.quota_gate import QuotaGate
 from app.usage_meter import UsageMeter
 from control.deployment import ControlPlaneAPI
@@ -23,9 +28,10 @@ DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_REQUEST_TIMEOUT_S = 600.0
 DEFAULT_BODY_TIMEOUT_S = 30.0
 DEFAULT_MAX_AUDIO_BYTES = 25 * 1024 * 1024
+DEFAULT_RESPONSES_RETENTION_S = 30 * 24 * 3600.0  # OpenAI keeps stored responses 30 days
 
 ModelRequest = TypeVar("ModelRequest", ChatCompletionRequest, CompletionRequest,
-                       EmbeddingRequest)
+                       EmbeddingRequest, ResponsesRequest)
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,7 @@ class Limits:
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     max_audio_bytes: int = DEFAULT_MAX_AUDIO_BYTES  # the whole upload of a transcription
+    responses_retention_s: float = DEFAULT_RESPONSES_RETENTION_S  # a stored response's life
 
 
 class Services:

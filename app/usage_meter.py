@@ -3,7 +3,7 @@
 Requests add to an in-memory buffer (no I/O on the request path); a background task sends
 the buffer to the control plane every ``interval`` seconds. A failed send keeps the rows for
 the next one, so nothing is lost while the control plane restarts. Rows are kept per project,
-key, model, day and the request's ``user`` (None when it named none).
+key, model, day, the request's ``user`` (None when it named none) and its route's path.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from messages import Usage
 
 logger = logging.getLogger("inference.usage")
 
-Row = tuple[str, str, str, str, str | None]  # project, key, model, day, user
+Row = tuple[str, str, str, str, str | None, str]  # project, key, model, day, user, route
 
 
 class UsageMeter:
@@ -31,9 +31,9 @@ class UsageMeter:
         self._lock = asyncio.Lock()
 
     def record(self, project_id: str, key_id: str, model: str, usage: Usage,
-               user: str | None = None) -> None:
-        counts = self._buffer.setdefault((project_id, key_id, model, today(), user or None),
-                                         [0, 0, 0, 0.0])
+               user: str | None = None, route: str = "") -> None:
+        counts = self._buffer.setdefault(
+            (project_id, key_id, model, today(), user or None, route), [0, 0, 0, 0.0])
         counts[0] += 1
         counts[1] += usage.prompt_tokens
         counts[2] += usage.completion_tokens
@@ -55,10 +55,10 @@ class UsageMeter:
                 return
             pending, self._buffer = self._buffer, {}
             rows = [
-                {"project_id": p, "key_id": k, "model": m, "day": d, "user": u,
+                {"project_id": p, "key_id": k, "model": m, "day": d, "user": u, "route": r,
                  "requests": int(c[0]), "prompt_tokens": int(c[1]),
                  "completion_tokens": int(c[2]), "audio_seconds": c[3]}
-                for (p, k, m, d, u), c in pending.items()
+                for (p, k, m, d, u, r), c in pending.items()
             ]
             try:
                 await self.control_plane.add_usage(rows)

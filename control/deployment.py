@@ -46,6 +46,17 @@ class ControlPlaneAPI(Protocol):
 
     async def key(self, key_id: str) -> KeyRecord | None: ...
 
+    # Stored responses (app/routes/responses.py): JSON text, as kept.
+    async def store_response(self, project_id: str, record: dict[str, Any]) -> None: ...
+
+    async def stored_response(self, project_id: str, response_id: str
+                              ) -> tuple[str, str] | None: ...
+
+    async def conversation(self, project_id: str, response_id: str
+                           ) -> list[tuple[str, str]] | None: ...
+
+    async def delete_response(self, project_id: str, response_id: str) -> bool: ...
+
     # Administration: each returns its result, or the APIError the store's refusal maps to
     # (returned, not raised, so that it crosses a Serve handle as itself).
     async def list_projects(self) -> list[dict[str, Any]]: ...
@@ -116,6 +127,20 @@ class AsyncStore:
 
     async def key(self, key_id: str) -> KeyRecord | None:
         return await asyncio.to_thread(self.store.key, key_id)
+
+    async def store_response(self, project_id: str, record: dict[str, Any]) -> None:
+        await asyncio.to_thread(self.store.store_response, project_id, record)
+
+    async def stored_response(self, project_id: str, response_id: str
+                              ) -> tuple[str, str] | None:
+        return await asyncio.to_thread(self.store.stored_response, project_id, response_id)
+
+    async def conversation(self, project_id: str, response_id: str
+                           ) -> list[tuple[str, str]] | None:
+        return await asyncio.to_thread(self.store.conversation, project_id, response_id)
+
+    async def delete_response(self, project_id: str, response_id: str) -> bool:
+        return await asyncio.to_thread(self.store.delete_response, project_id, response_id)
 
     async def list_projects(self) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.store.list_projects)

@@ -45,8 +45,23 @@ CREATE TABLE IF NOT EXISTS audit (
     client_address TEXT,
     projects TEXT NOT NULL DEFAULT ''
 );
+-- Stored responses of the Responses API, per project (docs/api.md, "Responses"): the
+-- response object and the input items it was made from, as JSON; the previous response's
+-- id chains a conversation. Rows past expires_at are never read and are deleted at the next
+-- write of a response.
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    previous_response_id TEXT,
+    response TEXT NOT NULL,
+    input_items TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_by_expiry ON responses (expires_at);
 """
-# The ledger: one row per project, key, model, day and user ('' when requests named none).
+# The ledger: one row per project, key, model, day, user ('' when requests named none) and
+# route (the route's path, e.g. /v1/responses; '' for rows metered before routes were).
 _USAGE_TABLE = """
 CREATE TABLE IF NOT EXISTS {name} (
     project_id TEXT NOT NULL,
@@ -58,7 +73,8 @@ CREATE TABLE IF NOT EXISTS {name} (
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     user TEXT NOT NULL DEFAULT '',
     audio_seconds REAL NOT NULL DEFAULT 0,  -- seconds of audio transcribed
-    PRIMARY KEY (project_id, key_id, model, day, user)
+    route TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (project_id, key_id, model, day, user, route)
 )"""
 _SCHEMA += _USAGE_TABLE.format(name="usage") + ";\n"
 
@@ -83,6 +99,21 @@ def migrate_audio_seconds(db: sqlite3.Connection) -> None:
     :func:`migrate_usage`; a no-op once done."""
     if "audio_seconds" not in {row[1] for row in db.execute("PRAGMA table_info(usage)")}:
         db.execute("ALTER TABLE usage ADD COLUMN audio_seconds REAL NOT NULL DEFAULT 0")
+
+
+def migrate_route(db: sqlite3.Connection) -> None:
+    """Give a ledger made before the route was metered its ``route`` column, part of the
+    primary key (so the table is rebuilt, as in :func:`migrate_usage`); its rows get ''.
+    Runs inside the caller's write transaction, after :func:`migrate_audio_seconds`; a no-op
+    once done."""
+    if "route" in {row[1] for row in db.execute("PRAGMA table_info(usage)")}:
+        return
+    columns = ("project_id, key_id, model, day, requests, prompt_tokens, completion_tokens, "
+               "user, audio_seconds")
+    db.execute(_USAGE_TABLE.format(name="usage_with_route"))
+    db.execute(f"INSERT INTO usage_with_route ({columns}) SELECT {columns} FROM usage")
+    db.execute("DROP TABLE usage")
+    db.execute("ALTER TABLE usage_with_route RENAME TO usage")
 
 
 def prepare(path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The control plane's state: projects, API keys, the usage ledger and the audit log, in SQLite.
+"""The control plane's state: projects, API keys, the usage ledger, the audit log and the
+Responses API's stored responses, in SQLite.
 
 One file in ``INFERENCE_STATE_DIR`` (default ``.inference/`` where the service is started).
 The control-plane deployment owns it while the service runs; the admin CLI opens the same
@@ -78,6 +79,7 @@ class Store:
         with self._db() as db:
             schema.migrate_usage(db)
             schema.migrate_audio_seconds(db)
+            schema.migrate_route(db)
             if db.execute("SELECT 1 FROM projects WHERE is_default = 1").fetchone() is None:
                 db.execute(
                     "INSERT INTO projects (id, name, is_default, created_at) VALUES (?, ?, 1, ?)",
@@ -92,6 +94,7 @@ class Store:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA secure_delete=ON")  # see _forget
             db.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
             try:
                 yield db
@@ -343,30 +346,31 @@ class Store:
 
     def add_usage(self, rows: list[dict[str, Any]]) -> None:
         """Add metered rows (``project_id, key_id, model, day, requests, prompt_tokens,
-        completion_tokens``, ``user``, None or absent when the requests had none, and
-        ``audio_seconds``, absent for none) to the ledger in one transaction."""
+        completion_tokens``, ``user``, None or absent when the requests had none,
+        ``audio_seconds``, absent for none, and ``route``, the route's path) to the ledger in
+        one transaction."""
         with self._db() as db:
             db.executemany(
                 """INSERT INTO usage (project_id, key_id, model, day, user, requests,
-                                      prompt_tokens, completion_tokens, audio_seconds)
+                                      prompt_tokens, completion_tokens, audio_seconds, route)
                    VALUES (:project_id, :key_id, :model, :day, :user, :requests,
-                           :prompt_tokens, :completion_tokens, :audio_seconds)
-                   ON CONFLICT (project_id, key_id, model, day, user) DO UPDATE SET
+                           :prompt_tokens, :completion_tokens, :audio_seconds, :route)
+                   ON CONFLICT (project_id, key_id, model, day, user, route) DO UPDATE SET
                      requests = requests + excluded.requests,
                      prompt_tokens = prompt_tokens + excluded.prompt_tokens,
                      completion_tokens = completion_tokens + excluded.completion_tokens,
                      audio_seconds = audio_seconds + excluded.audio_seconds""",
-                [{**row, "user": row.get("user") or "",
+                [{**row, "user": row.get("user") or "", "route": row.get("route") or "",
                   "audio_seconds": row.get("audio_seconds") or 0.0} for row in rows],
             )
 
     def usage(self, project_id: str | None = None, since: str | None = None
               ) -> list[dict[str, Any]]:
-        """Ledger rows, one per project, key, model, day and user (None: requests that
-        named no user), oldest day first."""
+        """Ledger rows, one per project, key, model, day, user (None: requests that named
+        no user) and route (None: metered before routes were), oldest day first."""
         query = ("SELECT project_id, key_id, model, day, NULLIF(user, ''), requests, "
-                 "prompt_tokens, completion_tokens, ROUND(audio_seconds, 3) FROM usage "
-                 "WHERE 1 = 1")
+                 "prompt_tokens, completion_tokens, ROUND(audio_seconds, 3), "
+                 "NULLIF(route, '') FROM usage WHERE 1 = 1")
         params: list[str] = []
         if project_id is not None:
             query += " AND project_id = ?"
@@ -374,12 +378,81 @@ class Store:
         if since is not None:
             query += " AND day >= ?"
             params.append(since)
-        query += " ORDER BY day, project_id, key_id, model, user"
+        query += " ORDER BY day, project_id, key_id, model, user, route"
         with self._db(write=False) as db:
             rows = db.execute(query, params).fetchall()
         names = ("project_id", "key_id", "model", "day", "user", "requests", "prompt_tokens",
-                 "completion_tokens", "audio_seconds")
+                 "completion_tokens", "audio_seconds", "route")
         return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+    # --- stored responses (the Responses API) ------------------------------------------
+
+    def store_response(self, project_id: str, record: dict[str, Any],
+                       now: int | None = None) -> None:
+        """Keep a response (``record``: ``id``, ``created_at``, ``expires_at``,
+        ``previous_response_id``, ``response`` and ``input_items`` as JSON text), and delete
+        the responses whose time is up."""
+        now = int(time.time()) if now is None else now
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO responses (id, project_id, created_at, expires_at, "
+                "previous_response_id, response, input_items) VALUES (:id, :project_id, "
+                ":created_at, :expires_at, :previous_response_id, :response, :input_items)",
+                {**record, "project_id": project_id})
+            expired = db.execute("DELETE FROM responses WHERE expires_at <= ?", (now,)).rowcount
+        if expired:
+            self._forget()
+
+    def stored_response(self, project_id: str, response_id: str, now: int | None = None
+                        ) -> tuple[str, str] | None:
+        """A live response of the project: its response JSON and its input items JSON."""
+        now = int(time.time()) if now is None else now
+        with self._db(write=False) as db:
+            row = db.execute(
+                "SELECT response, input_items FROM responses WHERE id = ? AND project_id = ? "
+                "AND expires_at > ?", (response_id, project_id, now)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def conversation(self, project_id: str, response_id: str, now: int | None = None
+                     ) -> list[tuple[str, str]] | None:
+        """The conversation that ends with a live response of the project, oldest first:
+        each response's input items JSON and its response JSON, following
+        ``previous_response_id`` in one query. None when the response is not there; a
+        chain cut by a deleted or expired response ends where it is cut."""
+        now = int(time.time()) if now is None else now
+        with self._db(write=False) as db:
+            rows = db.execute(
+                """WITH RECURSIVE chain(id, previous, depth) AS (
+                     SELECT id, previous_response_id, 0 FROM responses
+                     WHERE id = :id AND project_id = :project AND expires_at > :now
+                     UNION ALL
+                     SELECT r.id, r.previous_response_id, chain.depth + 1
+                     FROM responses r JOIN chain ON r.id = chain.previous
+                     WHERE r.project_id = :project AND r.expires_at > :now)
+                   SELECT r.input_items, r.response FROM chain JOIN responses r
+                   ON r.id = chain.id ORDER BY chain.depth DESC""",
+                {"id": response_id, "project": project_id, "now": now}).fetchall()
+        return [(row[0], row[1]) for row in rows] or None
+
+    def delete_response(self, project_id: str, response_id: str) -> bool:
+        """Delete a response of the project; False when it has none of that id."""
+        with self._db() as db:
+            deleted = db.execute("DELETE FROM responses WHERE id = ? AND project_id = ?",
+                                 (response_id, project_id)).rowcount
+        if deleted:
+            self._forget()
+        return bool(deleted)
+
+    def _forget(self) -> None:
+        """Deleted responses leave no copy in the files: ``secure_delete`` (set on every
+        connection) zeroes the freed pages, and a checkpoint moves the zeroed pages into
+        the database and empties the write-ahead log, which still held the old ones."""
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
 
 
 _PROJECT_COLUMNS = "id, name, is_default, rpm, tpm, max_concurrent"

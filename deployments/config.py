@@ -313,6 +313,11 @@ class IngressSpec(Strict):
         "it a 408. Shorter frees the slots of slow clients sooner; too short refuses large "
         "bodies on slow links."
     )
+    responses_retention_days: float = Field(
+        30.0, gt=0, description="How long a stored response of the Responses API (and its "
+        "conversation) is kept; past it the response is deleted. Longer lets conversations "
+        "resume later; shorter keeps less of the callers' text on disk."
+    )
 
     @model_validator(mode="after")
     def _router(self) -> IngressSpec:
@@ -324,7 +329,8 @@ class IngressSpec(Strict):
         return {"max_body_bytes": self.max_body_bytes,
                 "max_audio_bytes": self.max_audio_bytes,
                 "request_timeout_s": self.request_timeout_s,
-                "body_timeout_s": self.body_timeout_s}
+                "body_timeout_s": self.body_timeout_s,
+                "responses_retention_s": self.responses_retention_days * 24 * 3600}
 
 
 class AppConfig(Strict):

@@ -16,6 +16,7 @@ from app.routes import (
     models,
     projects,
     rerank,
+    responses,
     usage,
 )
 
@@ -23,6 +24,7 @@ V1_ROUTES: list[BaseRoute] = [
     *models.ROUTES,
     *chat.ROUTES,
     *completions.ROUTES,
+    *responses.ROUTES,
     *embeddings.ROUTES,
     *usage.ROUTES,
     *audio.ROUTES,

@@ -156,9 +156,20 @@ def test_a_store_made_before_users_were_metered_keeps_working(tmp_path: Path) ->
     assert store.usage() == [{"project_id": "p-default", "key_id": "key_old", "model": "m",
                               "day": "2026-01-01", "user": None, "requests": 5,
                               "prompt_tokens": 50, "completion_tokens": 20,
-                              "audio_seconds": 0.0}]
+                              "audio_seconds": 0.0, "route": None}]
     row = {"project_id": "p-default", "key_id": "key_old", "model": "m", "day": "2026-01-01",
            "requests": 1, "prompt_tokens": 1, "completion_tokens": 1}
     store.add_usage([row, {**row, "user": "erin"}])  # same key, model and day: two users
     again = Store(tmp_path)  # opening a migrated store changes nothing
     assert {r["user"]: r["requests"] for r in again.usage()} == {None: 6, "erin": 1}
+
+
+def test_each_route_is_its_own_ledger_row(client: TestClient, store: Store,
+                                          metered: ModelsDoubleForTests) -> None:
+    project = store.default_project_id()
+    assert client.post("/v1/chat/completions", json=chat_body()).status_code == 200
+    assert client.post(f"/{project}/v1/chat/completions", json=chat_body()).status_code == 200
+    assert client.post("/v1/completions", json={"model": CHAT, "prompt": "x"}).status_code == 200
+    assert client.post("/v1/embeddings", json={"model": EMBED, "input": "hi"}).status_code == 200
+    assert {r["route"]: r["requests"] for r in usage_rows(client)} == {
+        "/v1/chat/completions": 2, "/v1/completions": 1, "/v1/embeddings": 1}

@@ -131,3 +131,26 @@ def test_a_ledger_made_before_audio_was_metered_gains_audio_seconds(tmp_path: Pa
            "requests": 1, "prompt_tokens": 0, "completion_tokens": 0, "audio_seconds": 2.5}
     store.add_usage([row, row])
     assert [(r["requests"], r["audio_seconds"]) for r in Store(tmp_path).usage()] == [(5, 5.0)]
+
+
+def test_a_ledger_made_before_routes_were_metered_gains_route(tmp_path: Path) -> None:
+    """A ledger without ``route`` (its primary key without it too) keeps its rows, with no
+    route, and meters each route apart from then on."""
+    Store(tmp_path)
+    db = sqlite3.connect(tmp_path / "control-plane.sqlite3")
+    db.executescript("""
+        DROP TABLE usage;
+        CREATE TABLE usage (project_id TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL,
+            day TEXT NOT NULL, requests INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
+            user TEXT NOT NULL DEFAULT '', audio_seconds REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (project_id, key_id, model, day, user));
+        INSERT INTO usage VALUES ('p', 'k', 'm', '2026-01-01', 3, 30, 9, '', 0);""")
+    db.close()
+    store = Store(tmp_path)
+    row = {"project_id": "p", "key_id": "k", "model": "m", "day": "2026-01-01",
+           "requests": 1, "prompt_tokens": 1, "completion_tokens": 1}
+    store.add_usage([{**row, "route": "/v1/responses"}, {**row, "route": "/v1/responses"},
+                     {**row, "route": "/v1/chat/completions"}])
+    assert {r["route"]: r["requests"] for r in Store(tmp_path).usage()} == {
+        None: 3, "/v1/chat/completions": 1, "/v1/responses": 2}

@@ -1,8 +1,9 @@
 """The frameworks' own test suites against the running service: LangChain's standard
-integration suites for ChatOpenAI and OpenAIEmbeddings, and LlamaIndex's OpenAILike with tools.
+integration suites for ChatOpenAI and OpenAIEmbeddings, LlamaIndex's OpenAILike with tools,
+and the OpenAI Agents SDK on the Responses API.
 
 Each framework runs in its own environment (``make frameworks``: .venvs/langchain,
-.venvs/llamaindex), with the service's address and a key in its environment. A case only a
+.venvs/llamaindex, .venvs/agents), with the service's address and a key in its environment. A case only a
 larger model can pass is listed, with its evidence, in tests/frameworks/conftest.py."""
 
 from __future__ import annotations
@@ -68,4 +69,12 @@ def test_llamaindex_openai_like_tools(base_url: str, admin_key: str, tmp_path: P
     outcomes = run_suite(ROOT / ".venvs" / "llamaindex" / "bin" / "python",
                          ["llamaindex_tools.py"], framework_env(base_url, admin_key),
                          tmp_path / "llamaindex.xml")
+    assert outcomes and not failures(outcomes), outcomes
+
+
+def test_openai_agents_sdk_on_the_responses_api(base_url: str, admin_key: str,
+                                                tmp_path: Path) -> None:
+    outcomes = run_suite(ROOT / ".venvs" / "agents" / "bin" / "python",
+                         ["agents_responses.py"], framework_env(base_url, admin_key),
+                         tmp_path / "agents.xml")
     assert outcomes and not failures(outcomes), outcomes

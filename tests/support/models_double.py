@@ -52,6 +52,26 @@ def chunk(payload: dict[str, Any]) -> Chunk:
 DONE = Chunk("data: [DONE]\n\n", None)
 
 
+PROMPT_TOKENS = 7  # what a chat reply of ``chat_message`` reports
+COMPLETION_TOKENS = 5
+
+
+def _deltas(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A message as the chat stream's deltas: its text two characters at a time, then each
+    tool call, its name first and its arguments in two halves."""
+    text = message.get("content") or ""
+    deltas: list[dict[str, Any]] = [{"content": text[i:i + 2]} for i in range(0, len(text), 2)]
+    for index, call in enumerate(message.get("tool_calls") or []):
+        arguments = call["function"]["arguments"]
+        half = len(arguments) // 2
+        deltas.append({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                       "function": {"name": call["function"]["name"],
+                                                    "arguments": arguments[:half]}}]})
+        deltas.append({"tool_calls": [{"index": index,
+                                       "function": {"arguments": arguments[half:]}}]})
+    return deltas
+
+
 class ModelsDoubleForTests:
     def __init__(self) -> None:
         self.sent: list[Any] = []
@@ -61,6 +81,10 @@ class ModelsDoubleForTests:
         # When set, a whole reply reports this much generated, then runs until cancelled.
         self.generating_until_cancelled: Usage | None = None
         self.progress_reported = asyncio.Event()
+        # When set, the chat reply's message and finish reason (whole or streamed): a
+        # reply of OpenAI's chat shape, for the routes that read it (Responses).
+        self.chat_message: dict[str, Any] | None = None
+        self.finish_reason = "stop"
 
     async def cards(self) -> list[ModelCard]:
         return [
@@ -88,6 +112,11 @@ class ModelsDoubleForTests:
             progress(self.generating_until_cancelled)
             self.progress_reported.set()
             await asyncio.Event().wait()  # until the request is cancelled
+        if self.chat_message is not None:
+            usage = Usage(PROMPT_TOKENS, COMPLETION_TOKENS)
+            return Reply({"object": "chat.completion", "model": model, "choices": [
+                {"index": 0, "message": self.chat_message,
+                 "finish_reason": self.finish_reason}]}, usage)
         return Reply({"object": "chat.completion", "model": model}, Usage(0))
 
     async def chat_stream(
@@ -96,6 +125,19 @@ class ModelsDoubleForTests:
         self.sent.append(body)
         if self.refusal is not None:
             raise self.refusal
+        if self.chat_message is not None:
+            for i, delta in enumerate(_deltas(self.chat_message)):
+                if self.stream_fails_after == i:
+                    raise RuntimeError("engine died")
+                yield chunk({"choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                             "usage": {"prompt_tokens": PROMPT_TOKENS,
+                                       "completion_tokens": i + 1}})
+            yield chunk({"choices": [{"index": 0, "delta": {},
+                                      "finish_reason": self.finish_reason}],
+                         "usage": {"prompt_tokens": PROMPT_TOKENS,
+                                   "completion_tokens": COMPLETION_TOKENS}})
+            yield DONE
+            return
         for i in range(3):
             if self.stream_fails_after == i:
                 raise RuntimeError("engine died")
