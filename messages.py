@@ -250,7 +250,7 @@ Task = Literal["chat", "embedding", "rerank", "transcription"]
 
 # The routes a model of each task serves (its card's ``routes``, docs/api.md "Models").
 ROUTES_OF_TASK: dict[str, list[str]] = {
-    "chat": ["/v1/chat/completions", "/v1/completions"],
+    "chat": ["/v1/chat/completions", "/v1/completions", "/v1/responses"],
     "embedding": ["/v1/embeddings", "/v1/rerank", "/v2/rerank"],
     "rerank": ["/v1/rerank", "/v2/rerank"],
     "transcription": ["/v1/audio/transcriptions"],
