@@ -21,7 +21,8 @@ export INFERENCE_STATE_DIR ?= $(CURDIR)/.inference
 FRAMEWORKS := langchain llamaindex agents
 FRAMEWORK_STAMPS := $(FRAMEWORKS:%=.venvs/%/.installed)
 
-.PHONY: setup models serve test lint test-fast bench cluster-demo test-cluster clean-venv frameworks
+.PHONY: setup models serve test lint test-fast bench cluster-demo test-cluster clean-venv frameworks \
+	infinity-env
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +45,15 @@ setup: $(STAMP)
 
 frameworks: $(FRAMEWORK_STAMPS)
 
+# Infinity, the dedicated embedding server `make bench` compares embeddings with
+# (bench/infinity.py), in its own environment: it pins numpy<2 and sentence-transformers<4.
+.venvs/infinity/.installed: bench/infinity-requirements.txt
+	@test -x .venvs/infinity/bin/python || $(PYTHON) -m venv .venvs/infinity
+	.venvs/infinity/bin/python -m pip install --disable-pip-version-check -r $<
+	touch $@
+
+infinity-env: .venvs/infinity/.installed
+
 models: setup
 	$(PY) -m deployments.builtin_models
 
@@ -63,7 +73,7 @@ lint: setup
 test: models lint frameworks
 	$(VENV)/bin/pytest -q
 
-bench: models
+bench: models infinity-env
 	$(PY) -m bench.run
 	$(PY) -m bench.transcription
 	$(PY) -m bench.rerank

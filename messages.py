@@ -298,3 +298,9 @@ class ModelRoute:
     # Embeddings: concurrent requests go in at most this many calls at once (None: each its own).
     ingress_calls_in_flight: int | None = None
     max_queued_requests: int = -1
+    # An embedding model that encodes inside each ingress replica (embedding.placement
+    # 'ingress'): its spec (deployments/config.ModelSpec, dumped), and ``handle`` is None.
+    in_ingress_spec: dict[str, Any] | None = None
+    # Such a model's requests at once per ingress replica, encoding or waiting; beyond, a
+    # fast 503 as for a full replica queue (-1: no bound).
+    max_requests: int = -1

@@ -27,6 +27,11 @@ class Ingress:
         self.limits = Limits(**limits)
         self.catalog = catalog
 
+    async def check_health(self) -> None:
+        # Serve replaces a replica whose check raises: here, one whose in-ingress embedding
+        # model can no longer encode (app/in_ingress.py).
+        await self.models.check_health()
+
     def __serve_build_asgi_app__(self) -> Starlette:
         # Serve's proxy mints or echoes x-request-id and sets it on every response.
         return build_api(self.models, self.control_plane, limits=self.limits,

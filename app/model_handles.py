@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from app.coalescing import CallCoalescer
 from app.errors import model_not_found, no_replica_ready, overloaded, replica_failed
+from app.in_ingress import InIngressModel
 from app.protocol import MAX_EMBEDDING_INPUTS
 from messages import (
     APIError,
@@ -111,11 +112,17 @@ class ServeModels:
         self._routes = routes
         self._described: dict[str, ModelCard] = {}
         self._lock = asyncio.Lock()
-        # Every embedding request reaches its replica through ``embed_many``. Without
+        # A model placed in the ingress is loaded here, in this process (app/in_ingress.py).
+        self._in_ingress = {
+            model: InIngressModel(model, route.in_ingress_spec, route.max_requests)
+            for model, route in routes.items() if route.in_ingress_spec is not None
+        }
+        # Every other embedding request reaches its replica through ``embed_many``. Without
         # ``ingress_calls_in_flight`` each request is its own call, sent at once.
         self._coalescers = {
             model: self._coalescer(model, route)
-            for model, route in routes.items() if route.task == "embedding"
+            for model, route in routes.items()
+            if route.task == "embedding" and model not in self._in_ingress
         }
 
     def _coalescer(self, model: str, route: ModelRoute) -> CallCoalescer:
@@ -135,6 +142,8 @@ class ServeModels:
         # it, once; it does not change while the app runs. A model that may have no replica
         # is not woken up for a listing: its card comes from the config.
         async with self._lock:
+            for m, local in self._in_ingress.items():
+                self._described.setdefault(m, await local.describe())
             ask = [m for m, route in self._routes.items()
                    if m not in self._described and not route.scales_to_zero]
             described = await asyncio.gather(
@@ -250,12 +259,21 @@ class ServeModels:
         async for item in items:
             yield item
 
+    async def check_health(self) -> None:
+        """The models this ingress replica holds itself must still encode."""
+        for local in self._in_ingress.values():
+            await local.check_health()
+
     async def embed(self, model: str, job: EmbeddingJob) -> Reply:
+        if model in self._in_ingress:
+            return _whole(await self._in_ingress[model].outcome(job), model)
         return _whole(await self._coalescers[model].submit(job), model)
 
     async def rerank(self, model: str, job: RerankJob) -> Reply:
         # On an embedding model, through the same coalesced calls as embeddings: the query
         # and documents join the replica's batches. A rerank model's replica batches pairs.
+        if model in self._in_ingress:
+            return _whole(await self._in_ingress[model].outcome(job), model)
         if self._routes[model].task == "embedding":
             return _whole(await self._coalescers[model].submit(job), model)
         handle = self._routes[model].handle

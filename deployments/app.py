@@ -38,6 +38,10 @@ def build_app(args: dict[str, Any]) -> Application:
     routes: dict[str, ModelRoute] = {}
     built = int(time.time())
     for spec in config.served():
+        if spec.embedding is not None and spec.embedding.placement == "ingress":
+            # No deployment: each ingress replica loads the model (app/in_ingress.py).
+            routes[spec.id] = model_route(spec, None, built)
+            continue
         deployment: Deployment = DEPLOYMENTS[spec.task]
         bound = deployment.options(
             name=deployment_name(spec.id), **with_router(spec.serve_options())
@@ -81,6 +85,9 @@ def model_route(spec: ModelSpec, handle: Any, built: int) -> ModelRoute:
         ingress_calls_in_flight=spec.embedding.ingress_calls_in_flight
         if spec.embedding else None,
         max_queued_requests=spec.deployment.max_queued_requests,
+        in_ingress_spec=spec.model_dump() if handle is None else None,
+        max_requests=-1 if spec.deployment.max_queued_requests < 0 else
+        spec.deployment.max_ongoing_requests + spec.deployment.max_queued_requests,
     )
 
 

@@ -77,6 +77,16 @@ class EmbeddingEngine(Strict):
         "coalescing.py). Fewer = bigger batches and less per-call CPU, more waiting at high "
         "load; at least the replicas' count. None = one call per request."
     )
+    placement: Literal["replica", "ingress"] = Field(
+        "replica", description="Where the model encodes. 'replica': replicas of its own, "
+        "reached from the ingress through a Serve handle (the default; the only choice for a "
+        "model on a GPU or one that autoscales). 'ingress': inside each ingress replica, with "
+        "the same batching, for a model small enough to share its process: a request then "
+        "skips the call between deployments, which on a 2-core machine cost more CPU than "
+        "the model itself (docs/performance.md, \"Embeddings against Infinity\"). The "
+        "model's deployment section then only bounds its queue (max_ongoing_requests + "
+        "max_queued_requests per ingress replica)."
+    )
     dimensions: int | None = Field(
         None, ge=1, description="The model's vector size, for its model card while no replica "
         "runs; required when it can scale to zero. A replica whose model differs refuses to "
@@ -250,6 +260,8 @@ class ModelSpec(Strict):
             if self.deployment.request_router != "power_of_two":
                 raise ValueError(f"{self.id}: prefix-cache routing is for chat models")
             self._check_coalescing(self.embedding.ingress_calls_in_flight)
+            if self.embedding.placement == "ingress":
+                self._check_in_ingress()
         tp = self.chat.tensor_parallel_size if self.chat else 1
         if tp > 1 and self.deployment.num_gpus != tp:
             raise ValueError(
@@ -257,6 +269,26 @@ class ModelSpec(Strict):
                 f"must be {tp} (got {self.deployment.num_gpus:g})"
             )
         return self
+
+    def _check_in_ingress(self) -> None:
+        """A model that encodes inside the ingress has no replicas of its own: nothing may
+        ask for what only they would have."""
+        assert self.embedding is not None
+        refused = [
+            (self.embedding.device != "cpu",
+             f"embedding.device {self.embedding.device!r}: the ingress holds no GPU"),
+            (self.deployment.num_gpus > 0, "deployment.num_gpus: the ingress holds no GPU"),
+            (self.deployment.autoscaling is not None,
+             "deployment.autoscaling: it scales with the ingress"),
+            (self.deployment.num_replicas not in (None, 1),
+             "deployment.num_replicas: one model per ingress replica"),
+            (self.embedding.ingress_calls_in_flight is not None,
+             "embedding.ingress_calls_in_flight: there are no calls to coalesce"),
+        ]
+        for wrong, why in refused:
+            if wrong:
+                raise ValueError(f"{self.id}: embedding.placement 'ingress' cannot be used "
+                                 f"with {why}")
 
     def _check_rerank(self) -> None:
         if self.chat is not None or self.embedding is not None:

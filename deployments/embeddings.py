@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import functools
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +25,7 @@ from deployments import metrics
 from deployments.batching import ContinuousBatcher
 from deployments.builtin_models import resolve
 from deployments.config import ModelSpec
-from launch.cpu_layout import use_all_cpus
+from launch.cpu_layout import model_cpus, use_all_cpus
 from messages import (
     APIError,
     EmbeddingJob,
@@ -55,7 +57,8 @@ def shorten(vector: np.ndarray, dimensions: int | None) -> np.ndarray:
 def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:
     if encoding_format == "base64":
         return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
-    return [float(x) for x in vector.astype(np.float32)]
+    # tolist(): the same Python floats as float() on each float32 component, in one C loop.
+    return list(vector.astype(np.float32).tolist())
 
 
 def encode_threads(configured: int | None, layout_cpus: set[int] | None) -> int | None:
@@ -68,20 +71,40 @@ def encode_threads(configured: int | None, layout_cpus: set[int] | None) -> int 
     return len(layout_cpus) if layout_cpus else None
 
 
-@serve.deployment
-class EmbeddingDeployment:
-    def __init__(self, spec: dict[str, Any]) -> None:
+class EmbeddingModel:
+    """One embedding model with its batcher, wherever it runs: in a replica of its own
+    (:class:`EmbeddingDeployment`, the default) or inside each ingress replica
+    (``embedding.placement: ingress``, app/in_ingress.py).
+
+    ``shares_process``: the model lives in a process that also serves HTTP (the ingress). Its
+    encoding then runs in one thread of its own that alone takes the model's CPUs under the
+    CPU layout, so the event loop stays on the stack's cores, off the chat engine's."""
+
+    def __init__(self, spec: dict[str, Any], shares_process: bool = False) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
-        # Model compute: the chat engine's cores too (launch/cpu_layout.py).
-        cpus = use_all_cpus()
         self.spec = ModelSpec.model_validate(spec)
         assert self.spec.embedding is not None
         settings = self.spec.embedding
+        # Model compute: the chat engine's cores too (launch/cpu_layout.py).
+        cpus = model_cpus() if shares_process else use_all_cpus()
         threads = encode_threads(settings.cpu_threads, cpus)
+
+        def encoding_thread() -> None:
+            if shares_process and cpus:
+                os.sched_setaffinity(0, cpus)  # 0: this thread only (Linux)
+            if threads is not None:
+                # torch's OpenMP team belongs to the thread that runs the model: set here,
+                # on that thread, as well as for the process.
+                torch.set_num_threads(threads)
+
         if threads is not None:
             torch.set_num_threads(threads)
+        # One thread runs the model: the only thread that needs the model's CPUs, and one
+        # encode at a time (see the lock below).
+        self._encode_thread = ThreadPoolExecutor(1, thread_name_prefix="encode",
+                                                 initializer=encoding_thread)
         self.model = SentenceTransformer(resolve(self.spec.source), device=settings.device)
         # Counting and truncating run in a thread of their own while encode() tokenizes in
         # its thread; a fast tokenizer's padding and truncation are state each call sets, so
@@ -119,12 +142,15 @@ class EmbeddingDeployment:
             metrics.embedding_queue_wait.observe(started - queued, tags=tags)
         # encode() holds the CPU; a thread keeps the replica answering health checks.
         async with self._encoding:
-            vectors = await asyncio.to_thread(
+            vectors = await self._in_encode_thread(functools.partial(
                 self.model.encode, [text for text, _ in items], normalize_embeddings=True,
                 convert_to_numpy=True,
-            )
+            ))
         self._last_encoded = time.monotonic()
         return list(vectors)
+
+    async def _in_encode_thread(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._encode_thread, work)
 
     async def check_health(self) -> None:
         """Serve calls this periodically and replaces the replica when it raises: a replica
@@ -132,7 +158,8 @@ class EmbeddingDeployment:
         if time.monotonic() - self._last_encoded < HEALTHY_IF_ENCODED_WITHIN_S:
             return
         async with self._encoding:
-            await asyncio.to_thread(self.model.encode, ["health"], convert_to_numpy=True)
+            await self._in_encode_thread(functools.partial(
+                self.model.encode, ["health"], convert_to_numpy=True))
         self._last_encoded = time.monotonic()
 
     def _token_counts(self, texts: list[str]) -> list[int]:
@@ -159,9 +186,9 @@ class EmbeddingDeployment:
     async def embed_many(self, jobs: list[EmbeddingWork]) -> list[EmbeddingOutcome]:
         """Several requests in one call (the ingress coalesces them): one outcome each.
         Rerank jobs come the same way: their texts join the same batches."""
-        return list(await asyncio.gather(*(self._outcome(job) for job in jobs)))
+        return list(await asyncio.gather(*(self.outcome(job) for job in jobs)))
 
-    async def _outcome(self, job: EmbeddingWork) -> EmbeddingOutcome:
+    async def outcome(self, job: EmbeddingWork) -> EmbeddingOutcome:
         """A request that fails unexpectedly fails alone, as :class:`UnexpectedFailure`; the
         traceback goes to this replica's log. (A refusal is an APIError returned, not
         raised: it is the client's answer.)"""
@@ -204,7 +231,6 @@ class EmbeddingDeployment:
         usage = Usage(sum(min(c, self.max_tokens) for c in counts))
         return Reply(rerank_body(self.spec.id, scores, usage), usage)
 
-
     async def embed(self, job: EmbeddingJob) -> Reply | APIError:
         texts = job.texts
         if job.dimensions is not None and job.dimensions > self.dimensions:
@@ -245,6 +271,15 @@ class EmbeddingDeployment:
             },
             usage,
         )
+
+
+@serve.deployment
+class EmbeddingDeployment(EmbeddingModel):
+    """The model in replicas of its own, reached from the ingress through a Serve handle: the
+    default, and the only placement for a model on a GPU or one that autoscales."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec)
 
 
 def rerank_body(model: str, scores: list[float], usage: Usage) -> dict[str, Any]:

@@ -149,15 +149,21 @@ def applied(serve_config: Path) -> Iterator[Layout | None]:
                 os.environ[name] = value
 
 
+def model_cpus() -> set[int] | None:
+    """Every CPU the launcher had, when a layout was applied (model compute outside vLLM
+    runs there); None without a layout. Changes nothing: see :func:`use_all_cpus`."""
+    listed = os.environ.get(MODEL_CPUS_ENV, "")
+    return {int(cpu) for cpu in listed.split(",")} if listed else None
+
+
 def use_all_cpus() -> set[int] | None:
     """For model compute outside vLLM (the embedding replicas), when a layout was applied:
     every CPU the launcher had, compute cores included, for all threads of this process (a
     mask is per thread; threads started later inherit it); returns them. Without a layout,
     nothing (None)."""
-    listed = os.environ.get(MODEL_CPUS_ENV, "")
-    if not listed:
+    every = model_cpus()
+    if every is None:
         return None
-    every = {int(cpu) for cpu in listed.split(",")}
     for task in Path("/proc/self/task").iterdir():
         try:
             os.sched_setaffinity(int(task.name), every)

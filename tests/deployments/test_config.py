@@ -40,6 +40,7 @@ def test_laptop_serves_the_builtin_models() -> None:
     }
     total_cpus = config.ingress.deployment.num_cpus + sum(
         m.deployment.num_cpus * (m.deployment.num_replicas or 1) for m in config.models
+        if m.embedding is None or m.embedding.placement == "replica"  # else: in the ingress
     )
     assert total_cpus <= 2, "the laptop default must fit a 2-core machine"
 
@@ -186,3 +187,37 @@ def test_the_ingress_learns_every_name_and_lifecycle_from_the_config() -> None:
     assert catalog.resolve("test/minilm:deprecated").model == "test/minilm:deprecated"
     card = catalog.retired_card("test/minilm:retired")
     assert card is not None and (card.status, card.task) == ("eol", "embedding")
+
+
+def embedding_model(**fields: Any) -> dict[str, Any]:
+    return {"id": "org/embed:fp32", "task": "embedding", "source": "/models/embed", **fields}
+
+
+@pytest.mark.parametrize("model", [
+    embedding_model(embedding={"placement": "ingress", "device": "cuda"}),
+    embedding_model(embedding={"placement": "ingress"}, deployment={"num_gpus": 1}),
+    embedding_model(embedding={"placement": "ingress"},
+                    deployment={"autoscaling": {"min_replicas": 1, "max_replicas": 2}}),
+    embedding_model(embedding={"placement": "ingress"}, deployment={"num_replicas": 2}),
+    embedding_model(embedding={"placement": "ingress", "ingress_calls_in_flight": 2}),
+    embedding_model(embedding={"placement": "inside"}),  # typo
+])
+def test_what_only_a_models_own_replicas_have_is_refused_in_the_ingress(
+        model: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        AppConfig.model_validate({"models": [model]})
+
+
+def test_a_model_in_the_ingress_has_no_deployment_and_its_route_carries_its_spec() -> None:
+    from deployments.app import model_route
+
+    config = AppConfig.model_validate({"models": [
+        embedding_model(embedding={"placement": "ingress"},
+                        deployment={"max_ongoing_requests": 8, "max_queued_requests": 24}),
+        embedding_model(id="org/other:fp32")]})
+    default, = (m for m in config.models if m.id == "org/other:fp32")
+    assert default.embedding is not None and default.embedding.placement == "replica"
+    local = model_route(config.models[0], None, 1)
+    assert local.in_ingress_spec == config.models[0].model_dump()
+    assert local.max_requests == 8 + 24
+    assert model_route(default, object(), 1).in_ingress_spec is None

@@ -1,6 +1,6 @@
 """The CPU layout holds in the running app (docs/operations.md, "CPU layout"): vLLM's
 compute threads on the engine's cores, Serve's proxy and the ingress off them, the embedding
-replica on every core. Read from /proc, where an operator would look."""
+model's encoding on every core (its replica's, or its threads in the ingress). Read from /proc, where an operator would look."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from deployments.app import deployment_name
 from launch.cpu_layout import machine_cpus, split, stack_cores
 from launch.engine_reaper import descendants
-from tests.support.e2e import CHAT_MODEL, EMBED_MODEL, processes
+from tests.support.e2e import CHAT_MODEL, EMBED_MODEL, ROOT, processes
 
 pytestmark = pytest.mark.slow  # the real Serve app on the built-in models
 
@@ -44,13 +44,36 @@ def test_engine_cores_are_the_engines_own(client: openai.OpenAI) -> None:
     # vLLM binds each compute thread to one engine core.
     assert any(mask <= layout.engine_cpus for process in engine for mask in thread_cpus(process))
 
-    for name in ("ray::ProxyActor", "ray::ServeReplica:inference:Ingress"):
-        found = processes(name)
-        assert found, name
-        for process in found:
-            assert all(mask == layout.serving_cpus for mask in thread_cpus(process)), name
+    proxy = processes("ray::ProxyActor")
+    assert proxy
+    for process in proxy:
+        assert all(mask == layout.serving_cpus for mask in thread_cpus(process))
 
+    ingress = processes("ray::ServeReplica:inference:Ingress")
+    assert ingress
+    if embedding_placement() == "ingress":
+        # The model encodes inside the ingress: its encoding threads take every core, the
+        # rest of the ingress (its event loop on the main thread first) stays off the
+        # engine's.
+        for process in ingress:
+            masks = thread_cpus(process)
+            assert os.sched_getaffinity(process) == layout.serving_cpus
+            assert layout.all_cpus in masks
+            assert all(mask in (layout.serving_cpus, layout.all_cpus) for mask in masks)
+        return
+    for process in ingress:
+        assert all(mask == layout.serving_cpus for mask in thread_cpus(process))
     embedding = processes(f"ray::ServeReplica:inference:{deployment_name(EMBED_MODEL)}")
     assert embedding
     for process in embedding:
         assert all(mask == layout.all_cpus for mask in thread_cpus(process))
+
+
+def embedding_placement() -> str:
+    """Where the laptop config encodes the built-in embedding model."""
+    from deployments.config import AppConfig, app_args_from_serve_config
+
+    config = AppConfig.model_validate(app_args_from_serve_config(ROOT / "config" / "laptop.yaml"))
+    [spec] = (m for m in config.models if m.id == EMBED_MODEL)
+    assert spec.embedding is not None
+    return spec.embedding.placement
