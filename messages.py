@@ -250,7 +250,7 @@ Task = Literal["chat", "embedding", "rerank", "transcription"]
 
 # The routes a model of each task serves (its card's ``routes``, docs/api.md "Models").
 ROUTES_OF_TASK: dict[str, list[str]] = {
-    "chat": ["/v1/chat/completions", "/v1/completions"],
+    "chat": ["/v1/chat/completions", "/v1/completions", "/v1/responses"],
     "embedding": ["/v1/embeddings", "/v1/rerank", "/v2/rerank"],
     "rerank": ["/v1/rerank", "/v2/rerank"],
     "transcription": ["/v1/audio/transcriptions"],
@@ -265,10 +265,16 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str
     task: Task  # extension
-    context_length: int  # extension
+    # extension; None only for an end-of-life model, which runs no more
+    context_length: int | None = None
     dimensions: int | None = None  # extension: embeddings only
     routes: list[str] = []  # extension: filled in from the task when not given
-    status: Literal["preview", "active", "deprecated", "eol"] = "active"  # extension
+    # extension: the lifecycle (app/model_catalog.py), dates as ISO 8601 days
+    status: Literal["preview", "active", "deprecated", "eol"] = "active"
+    deprecated_at: str | None = None
+    eol_at: str | None = None
+    replacement: str | None = None
+    aliases: list[str] | None = None
 
     @model_validator(mode="after")
     def _routes_of_task(self) -> ModelCard:

@@ -6,7 +6,8 @@ Middleware order, outermost first, and why:
 2. :class:`RequestId`: mints or echoes ``x-request-id``, so every response below carries it.
 3. :class:`ServerErrors`: turns any unexpected exception into the generic 500 envelope, inside
    the id middleware so that the 500 carries the id too.
-4. starlette's exception middleware: maps :class:`APIError` and routing errors (404, 405) to
+4. :class:`ModelNotice`: a deprecated or retired model's lifecycle headers on its replies.
+5. starlette's exception middleware: maps :class:`APIError` and routing errors (404, 405) to
    the envelope, once, at the edge.
 """
 
@@ -24,9 +25,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 
 from app.errors import APIError, error_response
+from app.middleware.model_notice import ModelNotice
 from app.middleware.request_id import RequestId
 from app.middleware.request_metrics import RequestMetrics
 from app.middleware.server_errors import ServerErrors
+from app.model_catalog import ModelCatalog
 from app.model_handles import ModelBackend
 from app.routes import V1_ROUTES
 from app.services import Limits, Services, services_of
@@ -83,8 +86,10 @@ def build_api(
     limits: Limits | None = None,
     add_request_id_header: bool = True,
     usage_flush_seconds: float = 1.0,
+    catalog: ModelCatalog | None = None,
 ) -> Starlette:
-    services = Services(models, control_plane, limits or Limits(), usage_flush_seconds)
+    services = Services(models, control_plane, limits or Limits(), usage_flush_seconds,
+                        catalog)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -102,6 +107,7 @@ def build_api(
             Middleware(RequestMetrics, families=_families(V1_ROUTES)),
             Middleware(RequestId, add_header=add_request_id_header),
             Middleware(ServerErrors),
+            Middleware(ModelNotice),
         ],
         exception_handlers={APIError: on_api_error, HTTPException: on_http_error},
         lifespan=lifespan,

@@ -12,6 +12,7 @@ from app.accounting import Accounting
 from app.auth import Authenticator, Caller, Need
 from app.body import read_json, validated
 from app.errors import bad_request
+from app.model_catalog import ModelCatalog
 from app.model_handles import ModelBackend
 from app.protocol import (
     ChatCompletionRequest,
@@ -44,8 +45,9 @@ class Limits:
 
 class Services:
     def __init__(self, models: ModelBackend, control_plane: ControlPlaneAPI, limits: Limits,
-                 usage_flush_seconds: float = 1.0) -> None:
+                 usage_flush_seconds: float = 1.0, catalog: ModelCatalog | None = None) -> None:
         self.models = models
+        self.catalog = catalog or ModelCatalog()
         self.control_plane = control_plane
         self.limits = limits
         self.auth = Authenticator(control_plane)
@@ -61,32 +63,41 @@ class Services:
     async def model_request(self, request: Request, schema: type[ModelRequest], task: str
                             ) -> tuple[Caller, ModelRequest]:
         """Who calls, and their validated request for a model of ``task``: in this order,
-        so a caller without a key learns nothing about the body or the models."""
+        so a caller without a key learns nothing about the body or the models. The request's
+        ``model`` is the model that runs it (an alias or an end-of-life model resolved)."""
         who = await self.caller(request, "model")
         limits = self.limits
         req = validated(schema, await read_json(request, limits.max_body_bytes,
                                                 limits.body_timeout_s))
-        model: str = req.model
-        actual = await self.models.task_of(model)
-        if actual != task:
-            raise bad_request(
-                f"'{model}' is an {actual} model; it cannot be used with {request.url.path}.",
-                param="model", code="model_not_supported")
-        request.state.model = model
-        return who, req
+        model = await self.resolve_model(request, req.model, (task,))
+        return who, req.model_copy(update={"model": model})
 
-    async def check_task(self, request: Request, model: str, task: str) -> None:
-        """``model`` exists (else the 404) and is a model of ``task`` (else a 400)."""
-        actual = await self.models.task_of(model)
-        if actual != task:
+    async def check_task(self, request: Request, model: str, task: str) -> str:
+        """The model that runs a request for ``model``, a model of ``task``."""
+        return await self.resolve_model(request, model, (task,))
+
+    async def resolve_model(self, request: Request, name: str, tasks: tuple[str, ...]) -> str:
+        """The model that runs a request for ``name`` (app/model_catalog.py): the 404 for an
+        unknown name, a 400 for a model of none of ``tasks``. Its lifecycle headers go on the
+        reply (app/middleware/model_notice.py)."""
+        resolved = self.catalog.resolve(name)
+        actual = await self.models.task_of(resolved.model)
+        if actual not in tasks:
+            wanted = " or ".join(f"{_article(t)} {t}" for t in tasks)
             raise bad_request(
-                f"'{model}' is an {actual} model; it cannot be used with {request.url.path}.",
-                param="model", code="model_not_supported")
-        request.state.model = model
+                f"'{name}' is {_article(actual)} {actual} model; {request.url.path} takes "
+                f"{wanted} model.", param="model", code="model_not_supported")
+        request.state.model = resolved.model
+        request.state.model_notice = resolved.notice
+        return resolved.model
 
     def books(self, request: Request, who: Caller, model: str, user: str | None) -> Accounting:
         return Accounting(request, who, model, user, meter=self.meter, quotas=self.quotas,
                           timeout_s=self.limits.request_timeout_s)
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[0] in "aeiou" else "a"
 
 
 def services_of(request: Request) -> Services:

@@ -12,6 +12,7 @@ from typing import Any
 from ray.serve import Application, Deployment
 
 from app.ingress import Ingress
+from app.model_catalog import Lifecycle, ModelCatalog
 from control.deployment import ControlPlane
 from control.store import state_dir
 from deployments.chat import ChatDeployment
@@ -36,7 +37,7 @@ def build_app(args: dict[str, Any]) -> Application:
     config = AppConfig.model_validate(args)
     routes: dict[str, ModelRoute] = {}
     built = int(time.time())
-    for spec in config.models:
+    for spec in config.served():
         deployment: Deployment = DEPLOYMENTS[spec.task]
         bound = deployment.options(
             name=deployment_name(spec.id), **with_router(spec.serve_options())
@@ -50,8 +51,22 @@ def build_app(args: dict[str, Any]) -> Application:
     ).bind(str(state_dir()))
     ingress: Deployment = Ingress  # type: ignore[assignment]
     return ingress.options(**config.ingress.deployment.serve_options()).bind(
-        routes, control_plane, config.ingress.limits()
+        routes, control_plane, config.ingress.limits(), model_catalog(config, built)
     )
+
+
+def model_catalog(config: AppConfig, built: int) -> ModelCatalog:
+    """Every model's lifecycle and aliases, and the cards of the end-of-life models (which run
+    no replica to describe them)."""
+    lifecycles = {
+        spec.id: Lifecycle(status=spec.status, deprecated_at=spec.deprecated_at,
+                           eol_at=spec.eol_at, replacement=spec.replacement,
+                           aliases=tuple(spec.aliases))
+        for spec in config.models
+    }
+    retired = [ModelCard(id=spec.id, created=built, owned_by=spec.owned_by, task=spec.task)
+               for spec in config.models if spec.status == "eol"]
+    return ModelCatalog(lifecycles, retired)
 
 
 def model_route(spec: ModelSpec, handle: Any, built: int) -> ModelRoute:

@@ -9,6 +9,7 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -143,6 +144,24 @@ class ModelSpec(Strict):
         description="'builtin:NAME' (shipped in a package), a Hugging Face id or a local path."
     )
     owned_by: str = "organization"
+    # The lifecycle (app/model_catalog.py, docs/api.md "Models"): clients see it in the card;
+    # a deprecated model's replies say it in their headers; an end-of-life model runs no more
+    # and its requests go to its replacement.
+    status: Literal["preview", "active", "deprecated", "eol"] = Field(
+        "active", description="preview, active, deprecated (still served, replies carry "
+        "Deprecation and Sunset headers) or eol (no replica; served by its replacement).")
+    deprecated_at: date | None = Field(
+        None, description="The day it was (or will be) deprecated; deprecated and eol models "
+        "need it (quote it in YAML: \"2026-11-01\").")
+    eol_at: date | None = Field(
+        None, description="The day it ends (the Sunset header); deprecated and eol models "
+        "need it.")
+    replacement: str | None = Field(
+        None, description="The model of the same task that takes over; an eol model needs "
+        "one.")
+    aliases: list[str] = Field(
+        default_factory=list, description="Other names clients may send for this model; "
+        "replies and the ledger name the model itself.")
     chat: ChatEngine | None = None
     embedding: EmbeddingEngine | None = None
     rerank: RerankEngine | None = None
@@ -155,6 +174,33 @@ class ModelSpec(Strict):
         if not MODEL_ID_PATTERN.match(value):
             raise ValueError(f"model id {value!r} has characters outside [A-Za-z0-9._/:-]")
         return value
+
+    @field_validator("aliases")
+    @classmethod
+    def _valid_aliases(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not MODEL_ID_PATTERN.match(value):
+                raise ValueError(f"alias {value!r} has characters outside [A-Za-z0-9._/:-]")
+        return values
+
+    @model_validator(mode="after")
+    def _lifecycle_is_complete(self) -> ModelSpec:
+        retiring = self.status in ("deprecated", "eol")
+        if retiring and (self.deprecated_at is None or self.eol_at is None):
+            raise ValueError(f"{self.id}: a {self.status} model needs deprecated_at and eol_at "
+                             "(its replies' Deprecation and Sunset headers)")
+        if not retiring and (self.deprecated_at is not None or self.eol_at is not None):
+            raise ValueError(f"{self.id}: deprecated_at and eol_at are for a deprecated or eol "
+                             f"model; this one is {self.status}")
+        if retiring and self.eol_at < self.deprecated_at:  # type: ignore[operator]
+            raise ValueError(f"{self.id}: eol_at {self.eol_at} is before deprecated_at "
+                             f"{self.deprecated_at}")
+        if self.status == "eol" and self.replacement is None:
+            raise ValueError(f"{self.id}: an eol model needs a replacement, which serves its "
+                             "requests (to stop serving a name, remove the model)")
+        if self.replacement == self.id:
+            raise ValueError(f"{self.id}: a model cannot replace itself")
+        return self
 
     def _check_coalescing(self, calls: int | None) -> None:
         if calls is None:
@@ -293,11 +339,44 @@ class AppConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> AppConfig:
-        ids = [m.id for m in self.models]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        names = [m.id for m in self.models] + [a for m in self.models for a in m.aliases]
+        dupes = sorted({i for i in names if names.count(i) > 1})
         if dupes:
-            raise ValueError(f"model ids must be unique: {dupes}")
+            raise ValueError(f"model ids and aliases must be unique: {dupes}")
         return self
+
+    @model_validator(mode="after")
+    def _replacements_are_served(self) -> AppConfig:
+        """Every replacement is a model of the same task here, and following them from an
+        end-of-life model reaches a model that runs."""
+        by_id = {m.id: m for m in self.models}
+        for model in self.models:
+            if model.replacement is None:
+                continue
+            successor = by_id.get(model.replacement)
+            if successor is None:
+                raise ValueError(f"{model.id}: replacement {model.replacement!r} is not a model "
+                                 "of this config")
+            if successor.task != model.task:
+                raise ValueError(f"{model.id}: replacement {successor.id!r} is a "
+                                 f"{successor.task} model, not a {model.task} model")
+            seen = [model.id]
+            while successor.status == "eol":
+                if successor.id in seen:
+                    raise ValueError(f"replacements go round in a circle: {seen}")
+                seen.append(successor.id)
+                following = by_id.get(successor.replacement or "")
+                if following is None:
+                    raise ValueError(f"{successor.id}: replacement {successor.replacement!r} "
+                                     "is not a model of this config")
+                successor = following
+        if all(m.status == "eol" for m in self.models):
+            raise ValueError("every model is eol: at least one must run")
+        return self
+
+    def served(self) -> list[ModelSpec]:
+        """The models that run (every one but the end-of-life ones)."""
+        return [m for m in self.models if m.status != "eol"]
 
 
 def app_args_from_serve_config(path: str | Path, app_name: str | None = None) -> dict[str, Any]:

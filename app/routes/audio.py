@@ -25,11 +25,11 @@ async def transcriptions(request: Request) -> Response:
     who = await services.caller(request, "model")
     limits = services.limits
     form = await read_transcription_form(request, limits.max_audio_bytes, limits.body_timeout_s)
-    await services.check_task(request, form.model, "transcription")
-    async with services.books(request, who, form.model, None) as books:
+    model = await services.check_task(request, form.model, "transcription")
+    async with services.books(request, who, model, None) as books:
         await books.admit(lambda: 0)  # the request quota; a transcription spends no tokens
         reply = await books.within_deadline(
-            services.models.transcribe(form.model, transcription_job(form)))
+            services.models.transcribe(model, transcription_job(form)))
         return books.respond(reply.usage,
                              shaped(form, reply.body, reply.usage.audio_seconds))
 

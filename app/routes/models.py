@@ -13,16 +13,21 @@ from app.services import services_of
 async def list_models(request: Request) -> Response:
     services = services_of(request)
     await services.caller(request, "model")
-    cards = await services.models.cards()
+    cards = services.catalog.listing(await services.models.cards())
     return JSONResponse(ModelList(data=cards).model_dump(exclude_none=True))
 
 
 async def get_model(request: Request) -> Response:
+    """A model's card; an alias's is its model's (the card says its aliases)."""
     services = services_of(request)
     await services.caller(request, "model")
-    model_id = request.path_params["model_id"]
-    await services.models.task_of(model_id)  # 404 for an unknown id
-    card = next(c for c in await services.models.cards() if c.id == model_id)
+    model_id = services.catalog.named(request.path_params["model_id"])
+    card = services.catalog.retired_card(model_id)
+    if card is None:
+        await services.models.task_of(model_id)  # 404 for an unknown id
+        card = next(services.catalog.described(c) for c in await services.models.cards()
+                    if c.id == model_id)
+    request.state.model_notice = services.catalog.resolve(model_id).notice
     return JSONResponse(card.model_dump(exclude_none=True))
 
 

@@ -17,7 +17,6 @@ from starlette.routing import Route
 
 from app.auth import Caller
 from app.body import read_json, validated
-from app.errors import bad_request
 from app.protocol import CohereRerankRequest, RerankRequest
 from app.quota_gate import estimate_tokens
 from app.services import Services, services_of
@@ -36,13 +35,8 @@ async def _request(services: Services, request: Request,
     limits = services.limits
     req = validated(schema, await read_json(request, limits.max_body_bytes,
                                             limits.body_timeout_s))
-    actual = await services.models.task_of(req.model)  # the 404 for an unknown model
-    if actual not in RERANK_TASKS:
-        raise bad_request(
-            f"'{req.model}' is a {actual} model; {request.url.path} takes an embedding or a "
-            "rerank model.", param="model", code="model_not_supported")
-    request.state.model = req.model
-    return who, req, actual
+    model = await services.resolve_model(request, req.model, RERANK_TASKS)
+    return who, req.model_copy(update={"model": model}), await services.models.task_of(model)
 
 
 def ranked(scores: list[float], top_n: int | None) -> list[tuple[int, float]]:

@@ -142,6 +142,6 @@ def test_model_cards_say_task_routes_and_status(client: TestClient) -> None:
     assert cards[EMBED]["routes"] == ["/v1/embeddings", "/v1/rerank", "/v2/rerank"]
     assert cards[RERANK]["task"] == "rerank"
     assert cards[RERANK]["routes"] == ["/v1/rerank", "/v2/rerank"]
-    assert cards[CHAT]["routes"] == ["/v1/chat/completions", "/v1/completions"]
+    assert cards[CHAT]["routes"] == ["/v1/chat/completions", "/v1/completions", "/v1/responses"]
     assert cards[TRANSCRIBE]["routes"] == ["/v1/audio/transcriptions"]
     assert {c["status"] for c in cards.values()} == {"active"}

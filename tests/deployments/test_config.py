@@ -124,3 +124,65 @@ def test_a_rerank_model_gets_its_settings_and_card_from_the_config() -> None:
 def test_bad_rerank_settings_are_refused(model: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         AppConfig.model_validate({"models": [model]})
+
+
+LIFECYCLE_CONFIG = ROOT / "tests" / "e2e" / "configs" / "lifecycle.yaml"
+
+
+def lifecycle_args() -> dict[str, Any]:
+    return app_args_from_serve_config(LIFECYCLE_CONFIG)
+
+
+def test_the_lifecycle_test_config_is_valid_and_runs_no_retired_model() -> None:
+    ServeDeploySchema.model_validate(yaml.safe_load(LIFECYCLE_CONFIG.read_text()))
+    config = AppConfig.model_validate(lifecycle_args())
+    assert [m.id for m in config.served()] == ["test/minilm:current", "test/minilm:deprecated"]
+
+
+def _model(args: dict[str, Any], model_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(m for m in args["models"] if m["id"] == model_id)
+    return found
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        # an end-of-life model needs a replacement, which exists, runs and does the same task
+        lambda a: _model(a, "test/minilm:retired").pop("replacement"),
+        lambda a: _model(a, "test/minilm:retired").update(replacement="test/nothing"),
+        lambda a: _model(a, "test/minilm:retired").update(replacement="test/minilm:retired"),
+        lambda a: a["models"].append({"id": "speech", "task": "transcription",
+                                      "source": "builtin:whisper-tiny-en",
+                                      "replacement": "test/minilm:current"}),
+        lambda a: _model(a, "test/minilm:current").update(
+            status="eol", deprecated_at="2026-01-01", eol_at="2026-02-01",
+            replacement="test/minilm:retired"),  # a circle of retired models
+        # the dates the headers need, in order, only on a model being retired
+        lambda a: _model(a, "test/minilm:deprecated").pop("eol_at"),
+        lambda a: _model(a, "test/minilm:deprecated").update(eol_at="2026-01-01"),
+        lambda a: _model(a, "test/minilm:current").update(eol_at="2027-01-01"),
+        lambda a: _model(a, "test/minilm:current").update(status="retired"),
+        # names are unique across ids and aliases, and are model ids
+        lambda a: _model(a, "test/minilm:deprecated").update(aliases=["test/minilm:latest"]),
+        lambda a: _model(a, "test/minilm:deprecated").update(aliases=["test/minilm:current"]),
+        lambda a: _model(a, "test/minilm:current").update(aliases=["has space"]),
+    ],
+)
+def test_bad_lifecycles_are_refused(mutate: Any) -> None:
+    args = lifecycle_args()
+    mutate(args)
+    with pytest.raises(ValidationError):
+        AppConfig.model_validate(args)
+
+
+def test_the_ingress_learns_every_name_and_lifecycle_from_the_config() -> None:
+    from deployments.app import model_catalog
+
+    catalog = model_catalog(AppConfig.model_validate(lifecycle_args()), built=1)
+    assert catalog.resolve("test/minilm:latest").model == "test/minilm:current"
+    retired = catalog.resolve("test/minilm:retired")
+    assert retired.model == "test/minilm:current"
+    assert retired.notice["Sunset"] == "Tue, 01 Sep 2026 00:00:00 GMT"
+    assert catalog.resolve("test/minilm:deprecated").model == "test/minilm:deprecated"
+    card = catalog.retired_card("test/minilm:retired")
+    assert card is not None and (card.status, card.task) == ("eol", "embedding")

@@ -152,7 +152,7 @@ def test_rerank_is_recorded_in_the_ledger(base_url: str, admin_key: str) -> None
 def test_model_cards_say_task_routes_and_status(base_url: str, admin_key: str) -> None:
     cards = {m.id: m.model_dump() for m in make_client(base_url, admin_key).models.list()}
     assert cards[EMBED_MODEL]["routes"] == ["/v1/embeddings", "/v1/rerank", "/v2/rerank"]
-    assert cards[CHAT_MODEL]["routes"] == ["/v1/chat/completions", "/v1/completions"]
+    assert cards[CHAT_MODEL]["routes"] == ["/v1/chat/completions", "/v1/completions", "/v1/responses"]
     assert all(card["status"] == "active" for card in cards.values())
 
 
