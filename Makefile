@@ -77,6 +77,7 @@ bench: models infinity-env
 	$(PY) -m bench.run
 	$(PY) -m bench.transcription
 	$(PY) -m bench.rerank
+	$(PY) -m bench.responses_state
 
 # Ray's autoscaler over simulated GPU nodes on this machine: scale-up, faults, scale-down.
 cluster-demo: models

@@ -346,3 +346,14 @@ def test_a_stream_that_fails_midway_ends_with_an_error_event_and_is_metered(
     ids = [json.loads(line.removeprefix("data: "))["response"]["id"]
            for line in text.splitlines() if '"response.created"' in line]
     assert client.get(f"/v1/responses/{ids[0]}").status_code == 404  # not stored
+
+
+def test_a_project_s_request_quota_holds_for_responses(
+        client: TestClient, store: Store, replying: ModelsDoubleForTests) -> None:
+    store.update_project(store.default_project_id(), rpm=1)
+    first = client.post("/v1/responses", json={"model": CHAT, "input": "x"})
+    assert first.status_code == 200
+    assert first.headers["x-ratelimit-limit-requests"] == "1"
+    refused = client.post("/v1/responses", json={"model": CHAT, "input": "x", "stream": True})
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limit_requests"

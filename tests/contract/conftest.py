@@ -17,7 +17,11 @@ from tests.support.models_double import ModelsDoubleForTests
 def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
     store = Store(tmp_path_factory.mktemp("store"))
     key = store.create_key(["GenerativeApisFullAccess"], [store.default_project_id()])
-    app = build_api(ModelsDoubleForTests(), AsyncStore(store),
+    models = ModelsDoubleForTests()
+    # A chat reply of OpenAI's shape, which the Responses route reads (chat's own route
+    # passes the double's stand-in through).
+    models.chat_message = {"role": "assistant", "content": "Hello."}
+    app = build_api(models, AsyncStore(store),
                     limits=Limits(max_body_bytes=65536))
     return TestClient(app, raise_server_exceptions=False,
                       headers={"Authorization": f"Bearer {key['secret_key']}"})

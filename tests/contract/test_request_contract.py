@@ -23,6 +23,7 @@ POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 CHAT_FIELDS = declared_only("/chat/completions")
 EMBED_FIELDS = declared_only("/embeddings")
 COMPLETION_FIELDS = declared_only("/completions")
+RESPONSES_FIELDS = declared_only("/responses")
 # (method, path, generation mode, model pinned, body shaped, cases): at least 2,000 in all.
 RUNS: list[tuple[str, str, GenerationMode, str | None, Shape | None, int]] = [
     ("POST", "/chat/completions", POSITIVE, None, None, 200),
@@ -40,6 +41,15 @@ RUNS: list[tuple[str, str, GenerationMode, str | None, Shape | None, int]] = [
     ("POST", "/completions", POSITIVE, CHAT, COMPLETION_FIELDS, 250),
     ("POST", "/completions", POSITIVE, EMBED, None, 30),
     ("POST", "/completions", NEGATIVE, None, None, 150),
+    ("POST", "/responses", POSITIVE, None, None, 100),
+    ("POST", "/responses", POSITIVE, CHAT, None, 200),
+    ("POST", "/responses", POSITIVE, CHAT, RESPONSES_FIELDS, 200),
+    ("POST", "/responses", NEGATIVE, None, None, 150),
+    ("GET", "/responses/{response_id}", POSITIVE, None, None, 30),
+    ("GET", "/responses/{response_id}", NEGATIVE, None, None, 30),
+    ("DELETE", "/responses/{response_id}", POSITIVE, None, None, 20),
+    ("GET", "/responses/{response_id}/input_items", POSITIVE, None, None, 30),
+    ("GET", "/responses/{response_id}/input_items", NEGATIVE, None, None, 30),
     ("GET", "/models", POSITIVE, None, None, 20),
     ("GET", "/models", NEGATIVE, None, None, 20),
     ("GET", "/models/{model}", POSITIVE, None, None, 100),

@@ -184,6 +184,7 @@ def second_ingress_url(base_url: str) -> Iterator[str]:
     from ray import serve
 
     from app.ingress import Ingress
+    from app.model_catalog import ModelCatalog
     from messages import ModelRoute
 
     chat = serve.get_deployment_handle(deployment_name(CHAT_MODEL), app_name="inference")
@@ -192,7 +193,7 @@ def second_ingress_url(base_url: str) -> Iterator[str]:
                                      scales_to_zero=False, card=None)}
     ingress: Any = Ingress
     serve.run(ingress.options(num_replicas=2, ray_actor_options={"num_cpus": 0.01}).bind(
-        routes, control, {}), name="second-ingress", route_prefix="/second")
+        routes, control, {}, ModelCatalog()), name="second-ingress", route_prefix="/second")
     try:
         yield f"{base_url}/second"
     finally:
