@@ -132,7 +132,7 @@ def reservation(chat: ChatCompletionRequest) -> int:
 def output_items(message: dict[str, Any], finish_reason: str | None) -> list[Item]:
     """A chat choice's message as output items: its text as one message item, then each
     tool call as a ``function_call`` item."""
-    status = "incomplete" if finish_reason == "length" else "completed"
+    status = status_of(finish_reason)
     items: list[Item] = []
     if message.get("content"):
         items.append(message_item(new_id("msg"), message["content"], status))
