@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import time
+import wave
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,30 @@ def test_a_missing_file_or_model_is_a_400_naming_it(http: httpx.Client) -> None:
     assert no_file.status_code == 400 and no_file.json()["error"]["param"] == "file"
     no_model = http.post(url, files={"file": ("a.wav", WEATHER.read_bytes())})
     assert no_model.status_code == 400 and no_model.json()["error"]["param"] == "model"
+
+
+def test_an_upload_of_several_megabytes_reaches_the_model_whole(client: openai.OpenAI) -> None:
+    """The file crosses from the ingress to the speech model's replica as it was sent: an
+    upload well over 4 MiB (the recording at 48 kHz, stereo, 32-bit, padded with silence to
+    16 s) is transcribed like the recording."""
+    import numpy as np
+
+    with wave.open(str(WEATHER)) as recording:
+        assert recording.getframerate() == 16000 and recording.getsampwidth() == 2
+        speech = np.frombuffer(recording.readframes(recording.getnframes()), dtype="<i2")
+    samples = np.zeros(48000 * 16, dtype="<i4")
+    samples[:3 * len(speech)] = np.repeat(speech.astype("<i4") << 16, 3)
+    upload = io.BytesIO()
+    with wave.open(upload, "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(4)
+        out.setframerate(48000)
+        out.writeframes(np.repeat(samples, 2).tobytes())
+    assert upload.tell() > 5 * 1024 * 1024
+    upload.seek(0)
+    reply = client.audio.transcriptions.create(model=SPEECH_MODEL, file=("long.wav", upload))
+    assert {"today", "sunny", "warm"} <= set(words_of(reply.text)), reply.text
+    assert reply.usage is not None and 15 < reply.usage.seconds < 17
 
 
 def test_over_25_mb_is_a_413(client: openai.OpenAI) -> None:
