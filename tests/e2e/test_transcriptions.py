@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import openai
 import pytest
 
@@ -121,8 +122,6 @@ def test_an_upload_of_several_megabytes_reaches_the_model_whole(client: openai.O
     """The file crosses from the ingress to the speech model's replica as it was sent: an
     upload well over 4 MiB (the recording at 48 kHz, stereo, 32-bit, padded with silence to
     16 s) is transcribed like the recording."""
-    import numpy as np
-
     with wave.open(str(WEATHER)) as recording:
         assert recording.getframerate() == 16000 and recording.getsampwidth() == 2
         speech = np.frombuffer(recording.readframes(recording.getnframes()), dtype="<i2")
