@@ -185,6 +185,12 @@ class ServeModels:
                 with _admission(model):
                     await self._assigned(model, response)
                     first = await first_of(response)
+            except asyncio.CancelledError:
+                # The request ended here first (its client left): the replica's work on it
+                # stops too. Said here, not left to Serve: a request the ingress took itself
+                # (app/http_front.py) is no Serve request whose end Serve would pass on.
+                response.cancel()
+                raise
             except APIError as exc:
                 if exc.code != "replica_failed" or last:
                     raise
@@ -255,9 +261,15 @@ class ServeModels:
         items, first = await self._first(
             model, lambda: getattr(handle, method).remote(body, shown), anext)
         _raise_refusal(first, model)
-        yield first
-        async for item in items:
-            yield item
+        ended = False
+        try:
+            yield first
+            async for item in items:
+                yield item
+            ended = True
+        finally:
+            if not ended:
+                items.cancel()  # the client's stream ended first: the engine's is aborted
 
     async def check_health(self) -> None:
         """The models this ingress replica holds itself must still encode."""

@@ -94,7 +94,11 @@ def laptop_config_on(port: int, path: Path, config: Path = LAPTOP) -> Path:
     """The laptop config (or ``config``), written to ``path`` with its HTTP port changed to
     ``port``."""
     data = yaml.safe_load(config.read_text())
-    data["http_options"]["port"] = port
+    ingress = data["applications"][0].setdefault("args", {}).get("ingress") or {}
+    if ingress.get("http_front"):
+        ingress["http_front"]["port"] = port  # the ingress takes HTTP itself
+    else:
+        data["http_options"]["port"] = port
     path.write_text(yaml.safe_dump(data))
     return path
 

@@ -121,9 +121,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _base_url(config: Path | None) -> str:
+    """Where the config's API listens: the ingress's own front, or Serve's proxy."""
     host, port = "127.0.0.1", 8000
     if config is not None:
-        http = (yaml.safe_load(config.read_text()) or {}).get("http_options") or {}
+        data = yaml.safe_load(config.read_text()) or {}
+        apps = data.get("applications") or [{}]
+        front = ((apps[0].get("args") or {}).get("ingress") or {}).get("http_front")
+        http = front or data.get("http_options") or {}
         host, port = http.get("host", host), http.get("port", port)
     return f"http://{host}:{port}/v1"
 

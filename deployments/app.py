@@ -55,7 +55,8 @@ def build_app(args: dict[str, Any]) -> Application:
     ).bind(str(state_dir()))
     ingress: Deployment = Ingress  # type: ignore[assignment]
     return ingress.options(**config.ingress.deployment.serve_options()).bind(
-        routes, control_plane, config.ingress.limits(), model_catalog(config, built)
+        routes, control_plane, config.ingress.limits(), model_catalog(config, built),
+        config.ingress.http_front.model_dump() if config.ingress.http_front else None,
     )
 
 

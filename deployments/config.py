@@ -325,7 +325,20 @@ class ModelSpec(Strict):
         return options
 
 
+class HttpFront(Strict):
+    """The address the ingress replicas serve HTTP on themselves (app/http_front.py)."""
+
+    host: str = Field(min_length=1, description="Interface to listen on: 127.0.0.1 for "
+                      "this machine only, 0.0.0.0 for every interface.")
+    port: int = Field(ge=1, le=65535)
+
+
 class IngressSpec(Strict):
+    http_front: HttpFront | None = Field(
+        None, description="Where the ingress replicas take HTTP themselves, with no Serve "
+        "proxy in front (the Serve config then sets `proxy_location: Disabled`). Unset: "
+        "Serve's proxy takes HTTP at `http_options` and calls the ingress."
+    )
     deployment: Resources = Field(
         default_factory=lambda: Resources(num_cpus=0.25, max_ongoing_requests=256)
     )
@@ -355,6 +368,16 @@ class IngressSpec(Strict):
     def _router(self) -> IngressSpec:
         if self.deployment.request_router != "power_of_two":
             raise ValueError("prefix-cache routing is for chat models, not the ingress")
+        return self
+
+    @model_validator(mode="after")
+    def _front_is_not_autoscaled(self) -> IngressSpec:
+        # Serve's autoscaler counts the requests that reach a replica through Serve; the
+        # ingress's own front is not Serve's, so it would see none and scale it down.
+        if self.http_front is not None and self.deployment.autoscaling is not None:
+            raise ValueError("ingress.http_front cannot be used with ingress.deployment."
+                             "autoscaling: Serve's autoscaler does not see the requests the "
+                             "ingress takes itself; set num_replicas")
         return self
 
     def limits(self) -> dict[str, Any]:

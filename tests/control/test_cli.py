@@ -93,3 +93,15 @@ def test_a_remote_refusal_is_an_error_document(remote_store: Store,
     bad = _run(capsys, "keys", "create", "--permission-set", "GenerativeApisModelAccess",
                "--project", "no-such-project", status=2)
     assert bad["error"].startswith("HTTP 400")
+
+
+@pytest.mark.parametrize(("config", "printed"), [
+    ("laptop.yaml", "http://127.0.0.1:8000/v1"),  # the ingress's own front
+    ("gpu-cluster.yaml", "http://0.0.0.0:8000/v1"),  # Serve's proxy on the head node
+])
+def test_init_prints_where_the_config_s_api_listens(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        config: str, printed: str) -> None:
+    monkeypatch.setenv("INFERENCE_STATE_DIR", str(tmp_path / "state"))
+    config_path = Path(__file__).resolve().parents[2] / "config" / config
+    assert _run(capsys, "init", "--config", str(config_path))["base_url"] == printed

@@ -60,6 +60,11 @@ def test_laptop_serves_the_builtin_models() -> None:
             deployment={"autoscaling": {"min_replicas": 1, "max_replicas": 2}}),
         lambda a: a["models"][1].update(
             embedding={"ingress_calls_in_flight": 1}, deployment={"num_replicas": 2}),
+        # Serve's autoscaler would not see the requests the ingress's own front takes
+        lambda a: a["ingress"]["deployment"].update(
+            autoscaling={"min_replicas": 1, "max_replicas": 2}),
+        lambda a: a["ingress"]["http_front"].update(port=0),
+        lambda a: a["ingress"]["http_front"].update(hostname="localhost"),  # typo
     ],
 )
 def test_bad_settings_are_refused(mutate: Any) -> None:
@@ -67,6 +72,14 @@ def test_bad_settings_are_refused(mutate: Any) -> None:
     mutate(args)
     with pytest.raises(ValidationError):
         AppConfig.model_validate(args)
+
+
+def test_the_laptop_api_is_the_ingress_s_own_front_on_loopback() -> None:
+    # One process on a request's path (docs/performance.md); no Serve proxy beside it.
+    front = AppConfig.model_validate(laptop_args()).ingress.http_front
+    assert front is not None and (front.host, front.port) == ("127.0.0.1", 8000)
+    assert yaml.safe_load((ROOT / "config" / "laptop.yaml").read_text())[
+        "proxy_location"] == "Disabled"
 
 
 def test_deployment_names_are_serve_safe_and_distinct() -> None:

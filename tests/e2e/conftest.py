@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from bench.run import free_port
-from tests.support.e2e import METRICS_PORT, ROOT, inference_cli, make_client
+from tests.support.e2e import METRICS_PORT, ROOT, SERVE_PROXY_PORT, inference_cli, make_client
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +44,9 @@ def base_url(state_dir: Path) -> Iterator[str]:
 
     laptop = ROOT / "config" / "laptop.yaml"
     args = app_args_from_serve_config(laptop)
+    # The laptop config's ingress takes HTTP itself (ingress.http_front), here on a free port.
     port = free_port()
+    args["ingress"]["http_front"]["port"] = port
     # Serve runs as `make serve` runs it; Ray's processes read these when they start.
     os.environ.update(serve_env())
     # As `make serve` (launch/loopback.py): Ray on 127.0.0.1 only, its token owner-only.
@@ -56,12 +58,20 @@ def base_url(state_dir: Path) -> Iterator[str]:
         ray.init(include_dashboard=False, log_to_driver=False,
                  num_cpus=(os.cpu_count() or 1) + 1, _metrics_export_port=METRICS_PORT)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        # Serve's proxy too, for the apps some tests deploy beside it (serve_proxy_url).
+        serve.start(http_options={"host": "127.0.0.1", "port": SERVE_PROXY_PORT})
         serve.run(build_app(args), name="inference", route_prefix="/")
         yield f"http://127.0.0.1:{port}"
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def serve_proxy_url(base_url: str) -> str:
+    """Serve's own proxy, where the apps that tests deploy beside the session's app (each
+    under a route prefix of its own) take HTTP."""
+    return f"http://127.0.0.1:{SERVE_PROXY_PORT}"
 
 
 @pytest.fixture(scope="session")

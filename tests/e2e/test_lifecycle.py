@@ -28,7 +28,7 @@ RETIRED = "test/minilm:retired"
 
 
 @pytest.fixture(scope="module")
-def lifecycle_url(base_url: str, state_dir: Path) -> Iterator[str]:
+def lifecycle_url(serve_proxy_url: str, state_dir: Path) -> Iterator[str]:
     from ray import serve
 
     from deployments.app import build_app
@@ -36,7 +36,7 @@ def lifecycle_url(base_url: str, state_dir: Path) -> Iterator[str]:
     serve.run(build_app(app_args_from_serve_config(CONFIG)), name="lifecycle",
               route_prefix="/lifecycle")
     try:
-        yield f"{base_url}/lifecycle"
+        yield f"{serve_proxy_url}/lifecycle"
     finally:
         serve.delete("lifecycle")
 

@@ -107,7 +107,7 @@ def test_body_over_the_limit_is_413(base_url: str, admin_key: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_queue_url(base_url: str) -> Iterator[str]:
+def tiny_queue_url(serve_proxy_url: str) -> Iterator[str]:
     """A second app whose embedding replica takes one request and queues one more."""
     from ray import serve
 
@@ -123,7 +123,7 @@ def tiny_queue_url(base_url: str) -> Iterator[str]:
     }
     serve.run(build_app(args), name="tiny-queue", route_prefix="/tiny")
     try:
-        yield f"{base_url}/tiny"
+        yield f"{serve_proxy_url}/tiny"
     finally:
         serve.delete("tiny-queue")
 

@@ -162,7 +162,7 @@ CROSS_ENCODER = "test/untrained-cross-encoder:fp32"
 
 
 @pytest.fixture(scope="module")
-def cross_encoder_url(base_url: str, tmp_path_factory: pytest.TempPathFactory
+def cross_encoder_url(serve_proxy_url: str, tmp_path_factory: pytest.TempPathFactory
                       ) -> Iterator[str]:
     """A second app serving a real ``CrossEncoder`` built from the built-in MiniLM folder:
     no cross-encoder with trained weights is installable offline, so its classification head
@@ -185,7 +185,7 @@ def cross_encoder_url(base_url: str, tmp_path_factory: pytest.TempPathFactory
     }
     serve.run(build_app(args), name="cross-encoder", route_prefix="/ce")
     try:
-        yield f"{base_url}/ce"
+        yield f"{serve_proxy_url}/ce"
     finally:
         serve.delete("cross-encoder")
 

@@ -177,7 +177,7 @@ def test_a_stream_the_client_left_is_aborted_and_metered(base_url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def second_ingress_url(base_url: str) -> Iterator[str]:
+def second_ingress_url(serve_proxy_url: str) -> Iterator[str]:
     """A second ingress deployment of two replicas in its own app, in front of the same
     chat deployment and the same control plane as the session's app: the shape of a
     cluster whose ingress replicas run on several nodes."""
@@ -195,7 +195,7 @@ def second_ingress_url(base_url: str) -> Iterator[str]:
     serve.run(ingress.options(num_replicas=2, ray_actor_options={"num_cpus": 0.01}).bind(
         routes, control, {}, ModelCatalog()), name="second-ingress", route_prefix="/second")
     try:
-        yield f"{base_url}/second"
+        yield f"{serve_proxy_url}/second"
     finally:
         serve.delete("second-ingress")
 

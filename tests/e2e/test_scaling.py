@@ -32,7 +32,7 @@ def _zero_to_one(wait: float | None) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def zero_url(base_url: str) -> Iterator[str]:
+def zero_url(serve_proxy_url: str) -> Iterator[str]:
     args: dict[str, Any] = {
         "ingress": {"deployment": {"num_cpus": 0.01}},
         "models": [
@@ -44,7 +44,7 @@ def zero_url(base_url: str) -> Iterator[str]:
     }
     serve.run(build_app(args), name="scale-from-zero", route_prefix="/zero")
     try:
-        yield f"{base_url}/zero"
+        yield f"{serve_proxy_url}/zero"
     finally:
         serve.delete("scale-from-zero")
 

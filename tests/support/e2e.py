@@ -22,6 +22,9 @@ SPEECH_MODEL = "openai/whisper-tiny.en:int8"
 RECORDINGS = ROOT / "tests" / "e2e" / "audio"
 # Where the e2e session's Ray exports its metrics (tests/e2e/conftest.py starts it there).
 METRICS_PORT = free_port()
+# Where Serve's proxy takes HTTP for the apps tests deploy beside the session's app (whose
+# ingress takes HTTP itself, as in the laptop config).
+SERVE_PROXY_PORT = free_port()
 
 
 def inference_cli(*args: str) -> Any:
