@@ -1,24 +1,26 @@
-"""The HTTP edge in Serve's own proxy: what happens to a connection before the ingress sees a
-request (docs/api.md, "Limits"; docs/architecture.md, "The HTTP edge").
+"""The HTTP edge: what happens to a connection before the API sees a request (docs/api.md,
+"Limits"; docs/architecture.md, "The HTTP edge").
 
-Serve's proxy runs uvicorn itself, so the ingress cannot see a request that never finishes its
-headers, nor answer bytes that are no HTTP. Serve calls :func:`proxy_middlewares` in each proxy
-process when it starts (``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`` in config/serve.env);
-it returns the proxy's outermost middleware and, once, bounds uvicorn's HTTP parsing:
+Whoever takes HTTP runs uvicorn, so the API cannot see a request that never finishes its
+headers, nor answer bytes that are no HTTP. The ingress's own front (app/http_front.py) applies
+this module itself; Serve calls :func:`proxy_middlewares` in each of its proxy processes when
+it starts (``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`` in config/serve.env). Either way the
+outermost middleware is :class:`EdgeGuard`, and uvicorn's HTTP parsing is bounded, once:
 
 - **Slow headers**: a connection whose request headers are not complete within
   ``HEADERS_TIMEOUT_S`` of its first byte (or of the connection itself) gets a 408 in the
   error envelope and is closed: a client that never finishes its headers holds nothing.
 - **Malformed HTTP** is answered with a 400 in the envelope, not uvicorn's plain text.
 - **Request ids**: a client's ``x-request-id`` that is not short and printable is removed
-  before Serve's proxy reads it, so Serve mints a fresh id instead of echoing it into
-  responses and logs.
+  before the front reads it, so a fresh id is minted instead of echoing it into responses
+  and logs.
 - **Open requests per client**: a credential (the ``Authorization`` header) may have at most
   ``MAX_UNREAD_BODIES_PER_CLIENT`` requests whose bodies are being read but have not all
-  arrived, at once, in one proxy; beyond, a 429. The ingress cuts each slow body after its own
-  time limit; this bounds how many one client can hold open meanwhile.
+  arrived, at once, in one process that takes HTTP; beyond, a 429. The ingress cuts each
+  slow body after its own time limit; this bounds how many one client can hold open
+  meanwhile.
 
-Pinned: uvicorn 0.38 (its httptools and h11 protocols); tests/launch/test_http_edge.py holds
+Pinned: uvicorn (its httptools and h11 protocols); tests/launch/test_http_edge.py holds
 what is patched.
 """
 
@@ -132,7 +134,7 @@ def _bound(protocol: Any) -> None:
 
 
 class EdgeGuard:
-    """The proxy's outermost middleware: request ids that are safe to repeat, and a bound on
+    """The outermost middleware where HTTP is taken: request ids that are safe to repeat, and a bound on
     the requests one client has still sending their bodies."""
 
     def __init__(self, app: ASGIApp, max_unread_bodies: int) -> None:
