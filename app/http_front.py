@@ -1,4 +1,4 @@
-"""The ingress replica serving HTTP itself (``ingress.http_front: replica``): a client's
+"""The ingress replica serving HTTP itself (``ingress.http_front: {host, port}``): a client's
 connection goes straight to the process that answers it, with no Serve proxy in between.
 
 Behind Serve's proxy every request costs two processes on its path: the proxy parses HTTP,
@@ -8,7 +8,8 @@ the replica runs uvicorn on the same event loop as the API, on a fixed address:
 
 - The socket is bound with ``SO_REUSEPORT``, so several ingress replicas on one node (or a new
   one beside the one it replaces) share the port, and the kernel spreads connections over
-  them; a replica that stops closes its socket first and finishes what it has.
+  them; a replica that stops closes its socket first (a connection still in its accept queue
+  is reset, and the client's retry reaches another) and finishes the requests it has.
 - The HTTP edge is the one Serve's proxy runs (launch/http_edge.py): header time limit,
   malformed HTTP in the envelope, safe request ids, the bound on unread bodies per client.
 - Request ids are minted here (Serve's proxy does it on the other path).
@@ -32,8 +33,10 @@ from launch.http_edge import MAX_UNREAD_BODIES_PER_CLIENT, EdgeGuard, bound_http
 
 logger = logging.getLogger(__name__)
 
-# How long a stopping replica lets the requests it has finish (its socket is closed first).
-STOP_GRACE_S = 20
+# How long a stopping replica lets the requests it has finish (its socket is closed first):
+# well inside Serve's graceful_shutdown_timeout_s (20 s by default), after which Serve kills
+# the replica, so that the usage meter's last flush (after this) still happens.
+STOP_GRACE_S = 10
 
 
 class HangUpWatch:
@@ -84,9 +87,10 @@ class HangUpWatch:
         try:
             await self.app(scope, receive_then_watch, send_noting_the_end)
         except asyncio.CancelledError:
-            if not hung_up:
+            # The client is gone and the cancellation was ours: swallowed, unless another
+            # one (the front stopping) came too.
+            if not hung_up or handler.uncancel() > 0:
                 raise
-            handler.uncancel()  # the client is gone; the handler's cancellation was ours
         finally:
             if watcher is not None and not watcher.done():
                 watcher.cancel()
@@ -105,7 +109,7 @@ class MintRequestId:
             return
         request_id = incoming_request_id(scope)
         if request_id is None:
-            request_id = uuid.uuid4().hex
+            request_id = f"req_{uuid.uuid4().hex}"
             scope["headers"] = [*scope.get("headers", []),
                                 (REQUEST_ID_HEADER.encode(), request_id.encode())]
         header = (REQUEST_ID_HEADER.encode(), request_id.encode())
@@ -142,9 +146,6 @@ class HttpFront:
             raise RuntimeError(f"The ingress cannot listen on {self.host}:{self.port}: {e}. "
                                "Another program holds the port: stop it or choose another "
                                "ingress.http_front.port.") from e
-        # uvicorn logs every unexpected exception of the app as an error; the API answers
-        # those itself (app/middleware/server_errors.py), so only uvicorn's own failures show.
-        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
         server = _Server(uvicorn.Config(
             self.app, host=self.host, port=self.port, lifespan="off", access_log=False,
             # The client's address is the socket's: no forwarded header may change it.
@@ -165,9 +166,11 @@ class HttpFront:
         """Stop taking connections, let the open requests finish (within a grace period)."""
         if self._server is None or self._task is None:
             return
+        requests = list(self._server.server_state.tasks)
         self._server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task  # uvicorn cancels what is left after STOP_GRACE_S
+        await self._task  # uvicorn cancels the requests still open after STOP_GRACE_S ...
+        if requests:  # ... and those then end (their usage metered) before the meter closes
+            await asyncio.wait(requests, timeout=1)
 
 
 class _Server(uvicorn.Server):

@@ -303,8 +303,9 @@ def measure_embeddings_only(workdir: Path, config: Path, runs: int) -> dict[str,
                                           timeout=30).status_code == 200, 900, "the stack")
             ours.append(infinity.peer_runs(stack.url, stack.key, embed.id, sentences, False))
         theirs.append(infinity_runs(workdir, embed_path, embed.id, sentences, False))
-    return {"machine": machine(), "config": str(config), "runs": {"stack": ours,
-                                                                  "infinity": theirs},
+    shown = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
+    return {"machine": machine(), "config": str(shown), "runs": {"stack": ours,
+                                                                 "infinity": theirs},
             **infinity.peer_summary(ours, theirs)}
 
 

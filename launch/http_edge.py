@@ -134,8 +134,8 @@ def _bound(protocol: Any) -> None:
 
 
 class EdgeGuard:
-    """The outermost middleware where HTTP is taken: request ids that are safe to repeat, and a bound on
-    the requests one client has still sending their bodies."""
+    """The outermost middleware where HTTP is taken: request ids that are safe to repeat, and a
+    bound on the requests one client has still sending their bodies."""
 
     def __init__(self, app: ASGIApp, max_unread_bodies: int) -> None:
         self.app = app
