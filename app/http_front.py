@@ -12,7 +12,8 @@ the replica runs uvicorn on the same event loop as the API, on a fixed address:
   is reset, and the client's retry reaches another) and finishes the requests it has.
 - The HTTP edge is the one Serve's proxy runs (launch/http_edge.py): header time limit,
   malformed HTTP in the envelope, safe request ids, the bound on unread bodies per client.
-- Request ids are minted here (Serve's proxy does it on the other path).
+- Request ids: the API's own ``RequestId`` middleware mints or echoes them and puts them on
+  responses (app/ingress.py turns that on with a front; Serve's proxy does it otherwise).
 - A client's hang-up cancels the request's handler, streamed or not (:class:`HangUpWatch`).
 """
 
@@ -22,13 +23,11 @@ import asyncio
 import contextlib
 import logging
 import socket
-import uuid
 from collections.abc import Iterator
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.middleware.request_id import REQUEST_ID_HEADER, incoming_request_id
 from launch.http_edge import MAX_UNREAD_BODIES_PER_CLIENT, EdgeGuard, bound_http_parsing
 
 logger = logging.getLogger(__name__)
@@ -96,39 +95,13 @@ class HangUpWatch:
                 watcher.cancel()
 
 
-class MintRequestId:
-    """Every request carries a safe ``x-request-id`` (the client's, or a new one) before the
-    API sees it, and every response carries it back, as Serve's proxy does on its path."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = incoming_request_id(scope)
-        if request_id is None:
-            request_id = f"req_{uuid.uuid4().hex}"
-            scope["headers"] = [*scope.get("headers", []),
-                                (REQUEST_ID_HEADER.encode(), request_id.encode())]
-        header = (REQUEST_ID_HEADER.encode(), request_id.encode())
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), header]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
-
-
 class HttpFront:
     """uvicorn serving ``app`` on ``host:port`` from this process's running event loop."""
 
     def __init__(self, app: ASGIApp, host: str, port: int) -> None:
         self.host = host
         self.port = port
-        self.app = EdgeGuard(MintRequestId(HangUpWatch(app)),
+        self.app = EdgeGuard(HangUpWatch(app),
                              max_unread_bodies=MAX_UNREAD_BODIES_PER_CLIENT)
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None

@@ -41,10 +41,11 @@ class Ingress:
         await self.models.check_health()
 
     async def __serve_build_asgi_app__(self) -> Starlette:
-        # Serve's proxy mints or echoes x-request-id and sets it on every response; the
-        # ingress's own front does the same before the API sees a request.
+        # Serve's proxy sets x-request-id on every response; behind the ingress's own front
+        # the API's RequestId middleware does.
         app = build_api(self.models, self.control_plane, limits=self.limits,
-                        catalog=self.catalog, add_request_id_header=False)
+                        catalog=self.catalog,
+                        add_request_id_header=self.http_front is not None)
         if self.http_front is not None:
             # Serve runs this on the replica's event loop, the one the API's handles and
             # tasks use; the front serves from that loop too.
