@@ -17,6 +17,7 @@ from typing import Literal
 
 from starlette.datastructures import Headers
 
+from app.control_plane_cache import ControlPlaneCache
 from app.errors import APIError
 from control.deployment import ControlPlaneAPI
 from control.keys import KeyRecord, hash_secret
@@ -80,8 +81,11 @@ class Authenticator:
     def __init__(self, control_plane: ControlPlaneAPI, ttl: float = KEY_CACHE_SECONDS) -> None:
         self.control_plane = control_plane
         self.ttl = ttl
-        self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
-        self._projects: dict[str, tuple[float, bool]] = {}
+        # Key records by hash (None: no such key) and whether a project exists.
+        self._keys: ControlPlaneCache[str, KeyRecord | None] = ControlPlaneCache(
+            control_plane.key_by_hash, ttl, worth_keeping=lambda key: key is not None)
+        self._projects: ControlPlaneCache[str, bool] = ControlPlaneCache(
+            self._fetch_project_exists, ttl, worth_keeping=bool)
         self._default_project: str | None = None
         self._used: dict[str, float] = {}  # key id -> when its last use was last written
         self._writes: set[asyncio.Task[None]] = set()
@@ -131,15 +135,7 @@ class Authenticator:
         return Caller(key.id, project_id)
 
     async def _key(self, digest: str) -> KeyRecord | None:
-        now = time.monotonic()
-        cached = self._keys.get(digest)
-        if cached is not None and now - cached[0] < self.ttl:
-            return cached[1]
-        key = await self.control_plane.key_by_hash(digest)
-        if len(self._keys) > 10_000:  # unknown keys must not grow the cache without bound
-            self._keys.clear()
-        self._keys[digest] = (now, key)
-        return key
+        return await self._keys.get(digest)
 
     async def _project_id(self, key: KeyRecord, project: str | None) -> str:
         if project is None:
@@ -159,10 +155,7 @@ class Authenticator:
             uuid.UUID(project)
         except ValueError:
             return False
-        now = time.monotonic()
-        cached = self._projects.get(project)
-        if cached is not None and now - cached[0] < self.ttl:
-            return cached[1]
-        exists = await self.control_plane.project(project) is not None
-        self._projects[project] = (now, exists)
-        return exists
+        return await self._projects.get(project)
+
+    async def _fetch_project_exists(self, project: str) -> bool:
+        return await self.control_plane.project(project) is not None

@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from app.control_plane_cache import ControlPlaneCache
 from app.errors import APIError
 from control.quota_book import Grant, seconds_to_reset, window_now
 
@@ -81,28 +81,19 @@ class QuotaGate:
 
     def __init__(self, control_plane: QuotaAPI) -> None:
         self.control_plane = control_plane
-        self._limits: dict[str, tuple[float, tuple[int, int]]] = {}
+        # A project's (requests, tokens) per minute and its requests in flight (0: no limit).
+        self._limits: ControlPlaneCache[str, tuple[int, int]] = ControlPlaneCache(
+            control_plane.project_limits, LIMITS_CACHE_SECONDS)
         self._allowances: dict[str, Allowance] = {}
-        self._max_concurrent: dict[str, tuple[float, int]] = {}
+        self._max_concurrent: ControlPlaneCache[str, int] = ControlPlaneCache(
+            control_plane.max_concurrent, LIMITS_CACHE_SECONDS)
         self._releases: set[asyncio.Task[None]] = set()
 
     async def limits(self, project: str) -> tuple[int, int]:
-        now = time.monotonic()
-        cached = self._limits.get(project)
-        if cached is not None and now - cached[0] < LIMITS_CACHE_SECONDS:
-            return cached[1]
-        rpm, tpm = await self.control_plane.project_limits(project)
-        self._limits[project] = (now, (rpm, tpm))
-        return rpm, tpm
+        return await self._limits.get(project)
 
     async def concurrency_limit(self, project: str) -> int:
-        now = time.monotonic()
-        cached = self._max_concurrent.get(project)
-        if cached is not None and now - cached[0] < LIMITS_CACHE_SECONDS:
-            return cached[1]
-        limit = await self.control_plane.max_concurrent(project)
-        self._max_concurrent[project] = (now, limit)
-        return limit
+        return await self._max_concurrent.get(project)
 
     async def admit(self, project: str, tokens: int | Callable[[], int]) -> Admission | None:
         """Take a slot, reserve one request and ``tokens``; None when the project has no
@@ -170,7 +161,7 @@ class QuotaGate:
             self._release(admission.lease)
         allowance = self._allowances.get(admission.project)
         if allowance is not None and allowance.window == admission.window and (
-                self._limits.get(admission.project, (0, (0, 0)))[1][1]):
+                (self._limits.latest(admission.project) or (0, 0))[1]):
             # A refund if fewer were used; a debt, paid by the next admissions, if more.
             allowance.tokens += admission.reserved_tokens - actual_tokens
 
