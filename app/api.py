@@ -94,6 +94,8 @@ def build_api(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        services.auth.close()  # no more background reads of the control plane
+        services.quotas.close()
         await services.meter.close()  # what is still buffered reaches the ledger first
 
     routes: list[BaseRoute] = [

@@ -80,7 +80,6 @@ def _bearer_secret(headers: Headers) -> str:
 class Authenticator:
     def __init__(self, control_plane: ControlPlaneAPI, ttl: float = KEY_CACHE_SECONDS) -> None:
         self.control_plane = control_plane
-        self.ttl = ttl
         # Key records by hash (None: no such key) and whether a project exists.
         self._keys: ControlPlaneCache[str, KeyRecord | None] = ControlPlaneCache(
             control_plane.key_by_hash, ttl, worth_keeping=lambda key: key is not None)
@@ -133,6 +132,11 @@ class Authenticator:
             what = "this project's usage" if need == "usage" else "models in this project"
             raise forbidden(f"This API key does not grant access to {what}.")
         return Caller(key.id, project_id)
+
+    def close(self) -> None:
+        """Stop refreshing cached lookups (the replica is stopping)."""
+        self._keys.close()
+        self._projects.close()
 
     async def _key(self, digest: str) -> KeyRecord | None:
         return await self._keys.get(digest)

@@ -2,8 +2,9 @@
 limits), cached: a value is served at most ``ttl`` seconds after it was fetched, which is the
 contract's bound on how long a revoked key or an old limit still counts (docs/api.md).
 
-A value that callers keep reading is fetched again in the background before it is that old,
-so a steady client never waits on the control plane: without that, a client sending a request
+A value that callers keep reading is fetched again in the background before it is that old
+(each at most once a half ttl, a few at a time, each given a quarter ttl), so a steady client
+does not wait on the control plane: without that, a client sending a request
 every few seconds (a chat at one stream) found its key and its project's limits expired at
 every request and paid a call to the control plane replica for each, in sequence, before its
 first token (docs/performance.md, "Chat's first token"). A value nobody read for
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -28,8 +30,8 @@ log = logging.getLogger(__name__)
 
 # A value read within this long is kept fresh in the background.
 KEEP_WARM_SECONDS = 60.0
-# At most this many values are kept fresh, the most recently read first: one call to the
-# control plane each, every half ttl, per cache and ingress replica.
+# At most this many values are kept fresh, the most recently read first: about one call to
+# the control plane each per half ttl, per cache and ingress replica.
 MAX_KEPT_WARM = 64
 # Past this many values the cache starts over (unknown keys must not grow it without bound).
 MAX_ENTRIES = 10_000
@@ -44,7 +46,8 @@ class _Entry(Generic[V]):
 
 class ControlPlaneCache(Generic[K, V]):
     """``fetch(key)``'s values, none served older than ``ttl`` seconds. Only values for which
-    ``worth_keeping(value)`` holds are kept fresh (an unknown key's None is not)."""
+    ``worth_keeping(value)`` holds are kept fresh (an unknown key's None is not). A ttl of 0
+    or less caches nothing."""
 
     def __init__(self, fetch: Callable[[K], Awaitable[V]], ttl: float,
                  worth_keeping: Callable[[V], bool] = lambda _: True,
@@ -57,8 +60,10 @@ class ControlPlaneCache(Generic[K, V]):
         self._max_kept_warm = max_kept_warm
         self._clock = clock
         self._entries: dict[K, _Entry[V]] = {}
+        # The refresh's timer and fetches, on the event loop that armed them.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._refreshing: asyncio.Task[None] | None = None
+        self._refreshing: dict[K, asyncio.Task[None]] = {}
 
     async def get(self, key: K) -> V:
         now = self._clock()
@@ -75,6 +80,16 @@ class ControlPlaneCache(Generic[K, V]):
         entry = self._entries.get(key)
         return None if entry is None else entry.value
 
+    def close(self) -> None:
+        """Stop refreshing (the replica is stopping); reads still work, fetching on a miss."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in self._refreshing.values():
+            task.cancel()
+        self._refreshing.clear()
+        self._loop = None
+
     async def _fetched(self, key: K, read: float) -> _Entry[V]:
         started = self._clock()
         value = await self._fetch(key)
@@ -83,38 +98,56 @@ class ControlPlaneCache(Generic[K, V]):
         entry = _Entry(value, started, read)
         current = self._entries.get(key)
         if current is None or current.fetched <= started:  # a later fetch may have landed
+            if current is not None:  # reads made while this fetch ran still count
+                entry.read = max(entry.read, current.read)
             self._entries[key] = entry
         return entry
 
     def _keep_fresh(self) -> None:
-        """Arm the refresh, half a ttl from now, unless it is armed or running. A timer, not
-        a task that sleeps: an event loop that closes meanwhile (a test's) drops it quietly."""
-        if self._timer is not None or self._refreshing is not None:
+        """Arm the refresh, a quarter ttl from now, unless it is armed. A timer, not a task
+        that sleeps: an event loop that closes meanwhile (a test's) drops it quietly, and the
+        next read on another loop arms it there."""
+        if self.ttl <= 0:
             return
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self.ttl / 2, self._refresh_due, loop)
+        if self._loop is not loop:  # first read, or the loop that armed it is gone
+            self.close()
+            self._loop = loop
+        if self._timer is None:
+            self._timer = loop.call_later(self.ttl / 4, self._refresh_due)
 
-    def _refresh_due(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _refresh_due(self) -> None:
+        """Every quarter ttl while anything is read: fetch again, each in a task of its own,
+        the values read lately that are half a ttl old, so none is ever read expired."""
         self._timer = None
+        assert self._loop is not None
         now = self._clock()
-        warm = sorted(((e.read, k) for k, e in self._entries.items()
-                       if now - e.read < self._keep_warm_s and self._worth_keeping(e.value)),
-                      reverse=True)
-        due = [k for read, k in warm[:self._max_kept_warm]
-               if now - self._entries[k].fetched >= self.ttl / 2]
+        warm = heapq.nlargest(
+            self._max_kept_warm,
+            ((e.read, k) for k, e in self._entries.items()
+             if now - e.read < self._keep_warm_s and self._worth_keeping(e.value)),
+            key=lambda pair: pair[0])
         if not warm:
             return  # nothing read lately: the next read arms it again
-        # In a context of its own: the refresh belongs to no request.
-        self._refreshing = loop.create_task(self._refresh(due), context=contextvars.Context())
+        for _, key in warm:
+            if key not in self._refreshing and now - self._entries[key].fetched >= self.ttl / 2:
+                # In a context of its own: the refresh belongs to no request.
+                task = self._loop.create_task(self._refresh(key), context=contextvars.Context())
+                self._refreshing[key] = task
+                task.add_done_callback(self._refreshed(key))
+        self._timer = self._loop.call_later(self.ttl / 4, self._refresh_due)
 
-    async def _refresh(self, due: list[K]) -> None:
+    def _refreshed(self, key: K) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            if self._refreshing.get(key) is task:
+                del self._refreshing[key]
+        return done
+
+    async def _refresh(self, key: K) -> None:
+        entry = self._entries.get(key)
         try:
-            for key in due:
-                entry = self._entries.get(key)
-                try:
-                    await self._fetched(key, entry.read if entry else self._clock())
-                except Exception:  # the value expires; the next read fetches it and fails there
-                    log.debug("could not refresh a cached control-plane value", exc_info=True)
-        finally:
-            self._refreshing = None
-            self._keep_fresh()
+            # A slow answer is not waited for past a quarter ttl: the value would expire.
+            await asyncio.wait_for(self._fetched(key, entry.read if entry else self._clock()),
+                                   self.ttl / 4)
+        except Exception:  # the value expires; the next read fetches it and fails there
+            log.debug("could not refresh a cached control-plane value", exc_info=True)

@@ -89,6 +89,11 @@ class QuotaGate:
             control_plane.max_concurrent, LIMITS_CACHE_SECONDS)
         self._releases: set[asyncio.Task[None]] = set()
 
+    def close(self) -> None:
+        """Stop refreshing cached limits (the replica is stopping)."""
+        self._limits.close()
+        self._max_concurrent.close()
+
     async def limits(self, project: str) -> tuple[int, int]:
         return await self._limits.get(project)
 
