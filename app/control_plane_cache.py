@@ -3,11 +3,11 @@ limits), cached: a value is served at most ``ttl`` seconds after it was fetched,
 contract's bound on how long a revoked key or an old limit still counts (docs/api.md).
 
 A value that callers keep reading is fetched again in the background before it is that old
-(each at most once a half ttl, a few at a time, each given a quarter ttl), so a steady client
-does not wait on the control plane: without that, a client sending a request
-every few seconds (a chat at one stream) found its key and its project's limits expired at
-every request and paid a call to the control plane replica for each, in sequence, before its
-first token (docs/performance.md, "Chat's first token"). A value nobody read for
+(once it is half a ttl old, each fetch given a quarter ttl), so a steady client does not wait
+on the control plane: without that, a client sending a request every few seconds (a chat at
+one stream) found its key and its project's limits expired at every request and paid a call
+to the control plane replica for each, in sequence, before its first token
+(docs/performance.md, "Chat's first token"). A value nobody read for
 ``keep_warm_s`` is left to expire; the next read fetches it on the request's path, as a miss
 always does.
 """
