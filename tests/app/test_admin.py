@@ -255,3 +255,27 @@ def test_an_expired_key_is_refused_and_listings_show_last_use(world: World) -> N
     time.sleep(max(0.0, made["expires_at"] - time.time()) + 0.1)
     refused = world.client.get("/v1/keys", headers=mine)
     assert refused.status_code == 401 and "expired" in refused.json()["error"]["message"]
+
+
+def test_a_key_in_steady_use_stops_working_within_two_seconds_of_its_revocation(
+        tmp_path: Path) -> None:
+    """docs/api.md: a revoked key stops working on every ingress replica within 2 s. Here the
+    key is in use all along, so the ingress keeps its record fresh in the background
+    (app/control_plane_cache.py): that must not stretch the bound."""
+    store = Store(tmp_path)
+    made = store.create_key([MODEL], None, "steady")
+    secret, key_id = made["secret_key"], made["id"]
+    headers = {"Authorization": f"Bearer {secret}"}
+    with TestClient(build_api(ModelsDoubleForTests(), AsyncStore(store))) as client:
+        started = time.monotonic()
+        while time.monotonic() - started < 1.5:  # steady use: the record is kept fresh
+            assert client.get("/v1/models", headers=headers).status_code == 200
+            time.sleep(0.1)
+        store.revoke_key(key_id)
+        revoked = time.monotonic()
+        answers = []
+        while time.monotonic() - revoked < 3.0:
+            sent = time.monotonic() - revoked
+            answers.append((sent, client.get("/v1/models", headers=headers).status_code))
+            time.sleep(0.1)
+    assert all(status == 401 for sent, status in answers if sent >= 2.0), answers
