@@ -59,7 +59,8 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         f"Machine: {results['machine']}. Written by `make bench` (bench/run.py); "
         + ("**smoke run (tiny sizes): not a measurement**." if results["smoke"] else
            "each side runs alone on the machine (the stack is stopped while a baseline "
-           "runs, and the other way round); whole runs alternate A, B, A, B; medians shown."),
+           "runs, and the other way round); whole runs alternate A, B, A, B, A, B; medians "
+           "shown."),
         "",
         "| key | value | measured at |",
         "|---|---|---|",
