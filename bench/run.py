@@ -204,7 +204,7 @@ def measure(smoke: bool, workdir: Path) -> dict[str, Any]:
     bare embeddings server, the bare app and in-process encode run, and the other way
     round. (An idle stack still spends CPU: Ray's control processes, Serve's controller. A
     baseline measured beside it would be slowed by it, and the ratio would flatter the
-    stack.) Whole runs alternate: stack, baselines, stack, baselines."""
+    stack.) Whole runs alternate: stack, baselines, stack, baselines, and so on."""
     config = AppConfig.model_validate(app_args_from_serve_config(LAPTOP))
     chat = next(m for m in config.models if m.task == "chat")
     embed = next(m for m in config.models if m.task == "embedding")
