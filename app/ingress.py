@@ -49,10 +49,17 @@ class Ingress:
         if self.http_front is not None:
             # Serve runs this on the replica's event loop, the one the API's handles and
             # tasks use; the front serves from that loop too.
-            front = HttpFront(app, **self.http_front)
-            await front.start()
-            app.router.lifespan_context = _stopping_first(front, app.router.lifespan_context)
+            await serve_own_front(app, **self.http_front)
         return app
+
+
+async def serve_own_front(app: Starlette, host: str, port: int) -> HttpFront:
+    """Start ``app``'s own HTTP front on ``host:port`` from the running event loop, and make
+    the app's lifespan stop it first when the replica stops."""
+    front = HttpFront(app, host, port)
+    await front.start()
+    app.router.lifespan_context = _stopping_first(front, app.router.lifespan_context)
+    return front
 
 
 def _stopping_first(front: HttpFront, lifespan: Lifespan) -> Lifespan:

@@ -1,7 +1,7 @@
 """An ingress replica that takes HTTP itself, stopping while a request is in flight: the API
 over a test double of the models, served by the real front on a real socket, with the real
-usage meter writing to the real store, stopped the way the replica stops (app/ingress.py: the
-front first, then the API's lifespan closes the meter)."""
+usage meter writing to the real store, started and stopped the way the replica does
+(app/ingress.py: the front stops first, then the API's lifespan closes the meter)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import openai
 import pytest
 
 from app.api import build_api
-from app.http_front import HttpFront
-from app.ingress import _stopping_first
+from app.ingress import serve_own_front
 from bench.run import free_port
 from control.deployment import AsyncStore
 from control.store import Store
@@ -52,25 +51,29 @@ async def test_a_request_in_flight_when_the_replica_stops_is_answered_and_metere
     # The meter's periodic flush is an hour away: only its last flush, when the replica
     # stops, can put this request's usage in the ledger.
     app = build_api(models, AsyncStore(store), usage_flush_seconds=3600)
-    front = HttpFront(app, "127.0.0.1", free_port())
-    url = f"http://127.0.0.1:{front.port}/v1"
-    client = openai.AsyncOpenAI(base_url=url, api_key=secret, max_retries=0)
-    replica_lifespan = _stopping_first(front, app.router.lifespan_context)
+    port = free_port()
+    async with openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=secret,
+                                  max_retries=0) as client:
+        # As the replica starts: the front, then the API's lifespan (which now stops the
+        # front before it closes the meter).
+        await serve_own_front(app, "127.0.0.1", port)
+        async with app.router.lifespan_context(app):
+            reply = asyncio.create_task(client.chat.completions.create(
+                model=CHAT, messages=[{"role": "user", "content": "Hi"}]))
+            try:
+                await asyncio.wait_for(models.started.wait(), 10)
+            except BaseException:
+                reply.cancel()
+                raise
+            assert store.usage(project) == []
+        # The replica has stopped: its front closed its socket, let the request finish, and
+        # the meter then wrote what it held.
 
-    async with replica_lifespan(app):
-        await front.start()
-        reply = asyncio.create_task(client.chat.completions.create(
-            model=CHAT, messages=[{"role": "user", "content": "Hi"}]))
-        await asyncio.wait_for(models.started.wait(), 10)
-        assert store.usage(project) == []
-    # The replica has stopped: its front closed its socket, let the request finish, and the
-    # meter then wrote what it held.
-
-    answered = await asyncio.wait_for(reply, 10)
-    assert answered.choices[0].message.content == "Hello."
-    rows = store.usage(project)
-    assert [(r["model"], r["requests"], r["prompt_tokens"], r["completion_tokens"])
-            for r in rows] == [(CHAT, 1, PROMPT_TOKENS, COMPLETION_TOKENS)]
-    # And the stopped replica takes no new request.
-    with pytest.raises(openai.APIConnectionError):
-        await client.models.list()
+        answered = await asyncio.wait_for(reply, 10)
+        assert answered.choices[0].message.content == "Hello."
+        rows = store.usage(project)
+        assert [(r["model"], r["requests"], r["prompt_tokens"], r["completion_tokens"])
+                for r in rows] == [(CHAT, 1, PROMPT_TOKENS, COMPLETION_TOKENS)]
+        # And the stopped replica takes no new request.
+        with pytest.raises(openai.APIConnectionError):
+            await client.models.list()
