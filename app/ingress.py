@@ -53,13 +53,12 @@ class Ingress:
         return app
 
 
-async def serve_own_front(app: Starlette, host: str, port: int) -> HttpFront:
+async def serve_own_front(app: Starlette, host: str, port: int) -> None:
     """Start ``app``'s own HTTP front on ``host:port`` from the running event loop, and make
     the app's lifespan stop it first when the replica stops."""
     front = HttpFront(app, host, port)
     await front.start()
     app.router.lifespan_context = _stopping_first(front, app.router.lifespan_context)
-    return front
 
 
 def _stopping_first(front: HttpFront, lifespan: Lifespan) -> Lifespan:

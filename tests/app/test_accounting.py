@@ -56,11 +56,8 @@ class Books:
 
 
 @pytest.fixture
-def books(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Books:
-    # One minute throughout: a window change would reset the counts under the test.
-    monkeypatch.setattr("app.quota_gate.window_now", lambda now=None: 1000)
-    monkeypatch.setattr("control.quota_book.window_now", lambda now=None: 1000)
-    return Books(tmp_path)
+def books(tmp_path: Path) -> Books:
+    return Books(tmp_path)  # inside one quota minute (conftest.py)
 
 
 async def test_a_reply_meters_its_usage_and_settles_to_it(books: Books) -> None:
