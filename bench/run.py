@@ -120,8 +120,10 @@ class Stack:
 
     def command(self) -> list[str]:
         serve = str(Path(sys.executable).with_name("serve"))
-        # As `make serve` starts it: with the CPU layout (launch/cpu_layout.py).
-        return [sys.executable, "-m", "launch.cpu_layout", str(self.config), "--",
+        # As `make serve` starts it: Ray on loopback only (launch/loopback.py), with the CPU
+        # layout (launch/cpu_layout.py).
+        return [sys.executable, "-m", "launch.loopback", "--",
+                sys.executable, "-m", "launch.cpu_layout", str(self.config), "--",
                 serve, "run", str(self.config)]
 
 
