@@ -131,7 +131,20 @@ def write_report(results: dict[str, Any], out: Path) -> None:
               f"req/s, p50 {i['stack_p50_ms']:.1f} ms; bare starlette {i['bare_rps']:.0f} "
               f"req/s, p50 {i['bare_p50_ms']:.1f} ms."), ""]
     lines += [f"![{p}]({p})" for p in plots]
-    (out / "REPORT.md").write_text("\n".join(lines) + "\n")
+    report = out / "REPORT.md"
+    own = {line for line in lines if line.startswith("## ")}
+    kept = "".join(f"\n{section}\n" for section in _sections_of_others(report, own))
+    report.write_text("\n".join(lines) + "\n" + kept)
+
+
+def _sections_of_others(report: Path, own: set[str]) -> list[str]:
+    """The sections the other benchmarks put in the report (bench/transcription.py,
+    bench/rerank.py, bench/responses_state.py: each replaces its own), kept when bench/run.py
+    rewrites the rest: a run of bench/run.py alone must not drop them."""
+    if not report.exists():
+        return []
+    sections = ["## " + part.rstrip("\n") for part in report.read_text().split("\n## ")[1:]]
+    return [s for s in sections if s.split("\n", 1)[0] not in own]
 
 
 def replace_section(out: Path, title: str, section: str) -> None:
